@@ -1,0 +1,77 @@
+//! `vigie run`: ingest server + dataflow + ClickHouse sink, with graceful shutdown.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use vigie_sinks::clickhouse::{migrations, ClickHouseConfig};
+
+use crate::cli::RunSettings;
+use crate::ingest::registry::Registry;
+use crate::ingest::{serve, IngestState};
+use crate::metrics::Metrics;
+use crate::runtime::{Dataflow, RuntimeConfig};
+use crate::sink::{self, SinkConfig};
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs until SIGINT/SIGTERM, then drains: stops accepting, lets the dataflow finish,
+/// flushes every buffered row to ClickHouse, and returns.
+pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<()> {
+    if settings.migrate {
+        migrations::migrate(&ch).await.context("migrating")?;
+    }
+    if let Err(e) = migrations::check_ready(&ch).await {
+        tracing::warn!(error = %e, "ClickHouse is not ready yet; /readyz will say so until it is");
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let runtime = RuntimeConfig { workers: settings.workers, ..RuntimeConfig::default() };
+    let (sink_tx, sink_rx) = mpsc::channel(runtime.channel_depth);
+    let sink_cfg = SinkConfig { clickhouse: ch.clone(), dead_letter_dir: settings.data_dir.join("dead-letter") };
+    let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone()));
+    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone());
+
+    let state = Arc::new(IngestState {
+        registry: Registry::new(ch.client(), settings.catalog_ttl),
+        submissions: dataflow.submissions.clone(),
+        metrics: metrics.clone(),
+        body_limit: settings.body_limit,
+        clickhouse: ch.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, workers = settings.workers, database = %ch.database, "vigie listening");
+    // Machine-readable line for scripts and tests.
+    println!("vigie listening on http://{addr}");
+
+    serve(listener, state, shutdown_signal()).await;
+    tracing::info!("shutting down: draining the dataflow and flushing ClickHouse");
+    dataflow.join().await.map_err(|e| anyhow::anyhow!(e))?;
+    sink_task.await.context("sink task")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

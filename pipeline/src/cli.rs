@@ -1,0 +1,315 @@
+//! Command line of the `vigie` binary: flags, `VIGIE_*` environment variables, and an
+//! optional TOML file, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use uuid::Uuid;
+use vigie_sinks::clickhouse::ClickHouseConfig;
+
+use crate::domain::SourceType;
+
+/// vigie: social listening as an incremental dataflow into ClickHouse.
+#[derive(Debug, Parser)]
+#[command(name = "vigie", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// ClickHouse HTTP endpoint [default: http://127.0.0.1:8123]
+    #[arg(long, env = "VIGIE_CLICKHOUSE_URL", global = true)]
+    pub clickhouse_url: Option<String>,
+    /// ClickHouse database holding vigie's tables [default: vigie]
+    #[arg(long, env = "VIGIE_CLICKHOUSE_DATABASE", global = true)]
+    pub database: Option<String>,
+    /// ClickHouse user
+    #[arg(long, env = "VIGIE_CLICKHOUSE_USER", global = true)]
+    pub clickhouse_user: Option<String>,
+    /// ClickHouse password
+    #[arg(long, env = "VIGIE_CLICKHOUSE_PASSWORD", global = true, hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+    /// TOML file with defaults for any option (keys are option names with '_', e.g. clickhouse_url, listen, workers)
+    #[arg(long, env = "VIGIE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax), e.g. info or vigie=debug
+    #[arg(long, env = "VIGIE_LOG", global = true, default_value = "info")]
+    pub log: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ingest server, the dataflow and the ClickHouse sink.
+    Run(RunOpts),
+    /// Create or upgrade the ClickHouse schema (re-running is a no-op).
+    Migrate,
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage an organisation's sources.
+    #[command(subcommand)]
+    Source(SourceCommand),
+    /// Generate realistic synthetic mentions (to stdout, or posted to a running vigie).
+    Gen(GenOpts),
+    /// Post an NDJSON file of mentions to a running vigie, with a progress bar.
+    Replay(ReplayOpts),
+}
+
+/// `vigie run`.
+#[derive(Debug, Args)]
+pub struct RunOpts {
+    /// Address of the ingest HTTP server [default: 127.0.0.1:8080]
+    #[arg(long, env = "VIGIE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Timely worker threads; records are exchanged between them by organisation [default: 1]
+    #[arg(long, env = "VIGIE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Directory for local state (dead-letter files) [default: ./data]
+    #[arg(long, env = "VIGIE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest request body in bytes, before and after gzip [default: 10485760]
+    #[arg(long, env = "VIGIE_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// A ClickHouse insert is sent once it holds this many rows [default: 50000]
+    #[arg(long, env = "VIGIE_BATCH_ROWS")]
+    pub batch_rows: Option<usize>,
+    /// … or once its oldest row waited this many milliseconds [default: 200]
+    #[arg(long, env = "VIGIE_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// How long ingest caches keys and sources, in milliseconds [default: 5000]
+    #[arg(long, env = "VIGIE_CATALOG_TTL_MS")]
+    pub catalog_ttl_ms: Option<u64>,
+    /// Apply migrations at start-up
+    #[arg(long, env = "VIGIE_MIGRATE")]
+    pub migrate: bool,
+}
+
+/// `vigie org …`.
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organisation; prints its id and an ingest key (shown once, stored hashed).
+    Create {
+        /// Display name.
+        name: String,
+        /// Print {"org_id", "ingest_key"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vigie source …`.
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Add a source to an organisation.
+    Add {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// reddit, twitter, discord, news, forum or other.
+        #[arg(long = "type")]
+        kind: SourceType,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated keywords.
+        #[arg(long, value_delimiter = ',')]
+        keywords: Vec<String>,
+        /// Print {"source_id"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an organisation's sources.
+    List {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// Print as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a source: its mentions are then rejected at ingest.
+    Disable {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// Source id.
+        #[arg(long)]
+        id: Uuid,
+    },
+    /// Enable a disabled source.
+    Enable {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// Source id.
+        #[arg(long)]
+        id: Uuid,
+    },
+}
+
+/// `vigie gen`.
+#[derive(Debug, Args)]
+pub struct GenOpts {
+    /// Mentions to generate (0 = until interrupted)
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+    /// Mentions per second (0 = as fast as possible)
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Random seed (same seed, same mentions)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Spread event times over this many past days
+    #[arg(long, default_value_t = 2.0)]
+    pub days: f64,
+    /// Post to a running vigie at this base URL (e.g. http://127.0.0.1:8080) instead of printing
+    #[arg(long)]
+    pub post: Option<String>,
+    /// An organisation to feed: INGEST_KEY=SOURCE_ID[,SOURCE_ID…]; repeat for several organisations
+    #[arg(long = "feed")]
+    pub feeds: Vec<String>,
+    /// Source ids for stdout output (when no --feed is given)
+    #[arg(long = "source-id", value_delimiter = ',')]
+    pub source_ids: Vec<Uuid>,
+    /// Mentions per HTTP request
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+}
+
+/// `vigie replay`.
+#[derive(Debug, Args)]
+pub struct ReplayOpts {
+    /// NDJSON file of mentions (wire format)
+    pub file: PathBuf,
+    /// Base URL of the running vigie
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Ingest key of the organisation
+    #[arg(long, env = "VIGIE_INGEST_KEY")]
+    pub key: String,
+    /// Mentions per HTTP request
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+}
+
+/// Values a `--config` TOML file may set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See `--clickhouse-url`.
+    pub clickhouse_url: Option<String>,
+    /// See `--database`.
+    pub database: Option<String>,
+    /// See `--clickhouse-user`.
+    pub clickhouse_user: Option<String>,
+    /// See `--clickhouse-password`.
+    pub clickhouse_password: Option<String>,
+    /// See `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// See `--workers`.
+    pub workers: Option<usize>,
+    /// See `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// See `--body-limit`.
+    pub body_limit: Option<usize>,
+    /// See `--batch-rows`.
+    pub batch_rows: Option<usize>,
+    /// See `--flush-interval-ms`.
+    pub flush_interval_ms: Option<u64>,
+    /// See `--catalog-ttl-ms`.
+    pub catalog_ttl_ms: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads the file named by `--config`, or an empty config.
+    pub fn load(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
+    }
+}
+
+/// Resolved settings of `vigie run`.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Timely workers.
+    pub workers: usize,
+    /// Local state directory.
+    pub data_dir: PathBuf,
+    /// Body limit.
+    pub body_limit: usize,
+    /// Catalog cache TTL.
+    pub catalog_ttl: Duration,
+    /// Migrate at start-up.
+    pub migrate: bool,
+}
+
+impl GlobalOpts {
+    /// ClickHouse settings: flags/env over file over defaults.
+    pub fn clickhouse(&self, file: &FileConfig) -> ClickHouseConfig {
+        let d = ClickHouseConfig::default();
+        ClickHouseConfig {
+            url: self.clickhouse_url.clone().or(file.clickhouse_url.clone()).unwrap_or(d.url),
+            database: self.database.clone().or(file.database.clone()).unwrap_or(d.database),
+            user: self.clickhouse_user.clone().or(file.clickhouse_user.clone()),
+            password: self.clickhouse_password.clone().or(file.clickhouse_password.clone()),
+            ..d
+        }
+    }
+}
+
+impl RunOpts {
+    /// `run` settings: flags/env over file over defaults; also applies batching to `ch`.
+    pub fn resolve(&self, file: &FileConfig, ch: &mut ClickHouseConfig) -> RunSettings {
+        if let Some(n) = self.batch_rows.or(file.batch_rows) {
+            ch.batch_rows = n.max(1);
+        }
+        if let Some(ms) = self.flush_interval_ms.or(file.flush_interval_ms) {
+            ch.flush_interval = Duration::from_millis(ms);
+        }
+        RunSettings {
+            listen: self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            workers: self.workers.or(file.workers).unwrap_or(1).max(1),
+            data_dir: self.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data")),
+            body_limit: self.body_limit.or(file.body_limit).unwrap_or(10 * 1024 * 1024),
+            catalog_ttl: Duration::from_millis(self.catalog_ttl_ms.or(file.catalog_ttl_ms).unwrap_or(5000)),
+            migrate: self.migrate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: FileConfig = toml::from_str("clickhouse_url = \"http://file:8123\"\ndatabase = \"fromfile\"\nworkers = 3").unwrap();
+        let cli = Cli::parse_from(["vigie", "--database", "flag", "run"]);
+        let ch = cli.global.clickhouse(&file);
+        assert_eq!(ch.url, "http://file:8123");
+        assert_eq!(ch.database, "flag");
+        let Command::Run(run) = cli.command else { panic!() };
+        let mut ch = ch;
+        assert_eq!(run.resolve(&file, &mut ch).workers, 3);
+    }
+}

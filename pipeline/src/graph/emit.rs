@@ -1,0 +1,52 @@
+//! Hands the graph's output to the sinks, one complete and consolidated batch per
+//! dataflow time, once the frontier has passed that time.
+//!
+//! The channel is bounded and the send blocks the worker: a slow ClickHouse slows the
+//! dataflow instead of growing memory.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::VecCollection;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+
+use super::records::Change;
+
+/// All changes of one worker at one dataflow time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkBatch {
+    /// Timely worker index.
+    pub worker: usize,
+    /// Dataflow time (the ingest epoch, milliseconds since the epoch).
+    pub time: u64,
+    /// Consolidated changes: +1 new state, -1 retracted state.
+    pub changes: Vec<(Change, isize)>,
+}
+
+/// Installs the emit operator at the end of the graph.
+pub fn emit<'s>(changes: VecCollection<'s, u64, Change>, worker: usize, tx: tokio::sync::mpsc::Sender<SinkBatch>) {
+    let mut stash: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
+    changes.inner.sink(Pipeline, "Emit", move |(input, frontier)| {
+        input.for_each(|_cap, data| {
+            for (change, time, diff) in data.drain(..) {
+                stash.entry(time).or_default().push((change, diff));
+            }
+        });
+        while let Some(entry) = stash.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            let (time, mut changes) = entry.remove_entry();
+            consolidate(&mut changes);
+            if changes.is_empty() {
+                continue;
+            }
+            if tx.blocking_send(SinkBatch { worker, time, changes }).is_err() {
+                // The sink is gone (shutdown); nothing more can be delivered.
+                stash.clear();
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,219 @@
+//! Compact, totally ordered records the dataflow moves around.
+//!
+//! Floats are carried as fixed-point integers (micro-units) so that sums are exact, a
+//! retraction cancels its insertion bit for bit, and records can be `Ord`.
+
+use std::hash::{Hash, Hasher};
+
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{Engagement, Granularity};
+
+/// Identity of a mention: unique per organisation.
+///
+/// `Hash` covers only the organisation, so every record keyed by it is exchanged to the
+/// worker that owns the organisation ("data exchanged by org").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MentionKey {
+    /// Organisation.
+    pub org: Uuid,
+    /// Mention id.
+    pub id: Uuid,
+}
+
+impl Hash for MentionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.org.hash(state);
+    }
+}
+
+/// What a scraper said about a mention (everything but the derived scores).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MentionBody {
+    /// Source.
+    pub source: Uuid,
+    /// Event time, microseconds since the epoch.
+    pub created_at_us: i64,
+    /// Text.
+    pub text: String,
+    /// Author.
+    pub author: String,
+    /// Link.
+    pub url: String,
+    /// Engagement numbers.
+    pub engagement: Engagement,
+}
+
+/// Fixed-point scale of scores: 1.0 is 1_000_000.
+pub const MICROS: f64 = 1_000_000.0;
+
+/// Converts a score in [-1, 1] (or [0, 1]) to micro-units.
+pub fn to_micros(x: f64) -> i32 {
+    if x.is_finite() {
+        (x.clamp(-1.0, 1.0) * MICROS).round() as i32
+    } else {
+        0
+    }
+}
+
+/// A mention with its scores.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Scored {
+    /// Identity.
+    pub key: MentionKey,
+    /// As sent.
+    pub body: MentionBody,
+    /// Language code: 0 other, 1 en, 2 fr.
+    pub lang: u8,
+    /// -1 negative, 0 neutral, 1 positive.
+    pub label: i8,
+    /// Sentiment score, micro-units.
+    pub score: i32,
+    /// Confidence, micro-units.
+    pub confidence: i32,
+    /// Emotion weights in thousandths, indexed like `vigie_udfs::Emotion::ALL`.
+    pub emotions: [u16; 8],
+    /// Virality, micro-units.
+    pub virality: i32,
+}
+
+impl Scored {
+    /// Event time in whole seconds.
+    pub fn created_at_secs(&self) -> i64 {
+        self.body.created_at_us.div_euclid(1_000_000)
+    }
+
+    /// This mention's contribution to any trend it falls in.
+    pub fn sums(&self) -> Sums {
+        let mut emotions = [0i64; 8];
+        for (slot, w) in emotions.iter_mut().zip(self.emotions) {
+            *slot = i64::from(w > 0);
+        }
+        Sums {
+            n: 1,
+            positive: i64::from(self.label > 0),
+            neutral: i64::from(self.label == 0),
+            negative: i64::from(self.label < 0),
+            sentiment: i64::from(self.score),
+            virality: i64::from(self.virality),
+            emotions,
+        }
+    }
+
+    /// Emotion names present, strongest first (ties in Plutchik order).
+    pub fn emotion_names(&self) -> Vec<String> {
+        let mut present: Vec<(u16, usize)> =
+            self.emotions.iter().enumerate().filter(|(_, w)| **w > 0).map(|(i, w)| (*w, i)).collect();
+        present.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        present.into_iter().map(|(_, i)| vigie_udfs::Emotion::ALL[i].as_str().to_string()).collect()
+    }
+}
+
+/// Identity of a trend row. `Hash` covers only the organisation (see [`MentionKey`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TrendKey {
+    /// Organisation.
+    pub org: Uuid,
+    /// Bucket size.
+    pub granularity: Granularity,
+    /// Bucket start, seconds since the epoch (UTC).
+    pub bucket: i64,
+    /// Source.
+    pub source: Uuid,
+}
+
+impl Hash for TrendKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.org.hash(state);
+    }
+}
+
+/// Everything a trend row accumulates. It is the *difference type* of the trend
+/// collection: adding a mention adds its `Sums`, retracting it adds the negation, so
+/// trends are maintained without keeping mentions per key (DESIGN.md, "aggregates as
+/// differences").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sums {
+    /// Mentions.
+    pub n: i64,
+    /// Positive mentions.
+    pub positive: i64,
+    /// Neutral mentions.
+    pub neutral: i64,
+    /// Negative mentions.
+    pub negative: i64,
+    /// Sum of sentiment scores, micro-units.
+    pub sentiment: i64,
+    /// Sum of virality, micro-units.
+    pub virality: i64,
+    /// Mentions per emotion, indexed like `vigie_udfs::Emotion::ALL`.
+    pub emotions: [i64; 8],
+}
+
+impl Sums {
+    /// Up to three emotions with the highest counts, most frequent first.
+    pub fn top_emotions(&self) -> Vec<String> {
+        let mut idx: Vec<usize> = (0..8).filter(|&i| self.emotions[i] > 0).collect();
+        idx.sort_by(|&a, &b| self.emotions[b].cmp(&self.emotions[a]).then(a.cmp(&b)));
+        idx.into_iter().take(3).map(|i| vigie_udfs::Emotion::ALL[i].as_str().to_string()).collect()
+    }
+}
+
+impl IsZero for Sums {
+    fn is_zero(&self) -> bool {
+        *self == Sums::default()
+    }
+}
+
+impl Semigroup for Sums {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.n += rhs.n;
+        self.positive += rhs.positive;
+        self.neutral += rhs.neutral;
+        self.negative += rhs.negative;
+        self.sentiment += rhs.sentiment;
+        self.virality += rhs.virality;
+        for (a, b) in self.emotions.iter_mut().zip(rhs.emotions) {
+            *a += b;
+        }
+    }
+}
+
+impl Monoid for Sums {
+    fn zero() -> Self {
+        Sums::default()
+    }
+}
+
+impl Abelian for Sums {
+    fn negate(&mut self) {
+        *self = self.multiply(&-1);
+    }
+}
+
+impl Multiply<isize> for Sums {
+    type Output = Sums;
+    fn multiply(self, rhs: &isize) -> Sums {
+        let k = *rhs as i64;
+        Sums {
+            n: self.n * k,
+            positive: self.positive * k,
+            neutral: self.neutral * k,
+            negative: self.negative * k,
+            sentiment: self.sentiment * k,
+            virality: self.virality * k,
+            emotions: self.emotions.map(|e| e * k),
+        }
+    }
+}
+
+/// What the graph hands to the sinks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Change {
+    /// A scored mention (+1 present, -1 retracted).
+    Mention(Scored),
+    /// The accumulated sums of a trend row (+1 current value, -1 previous value).
+    Trend(TrendKey, Sums),
+}

@@ -1,0 +1,193 @@
+//! Field-by-field validation of one mention record. Every rejection names its field.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::Engagement;
+use crate::graph::records::MentionBody;
+
+/// Longest accepted text, in characters.
+pub const MAX_TEXT_CHARS: usize = 20_000;
+/// Longest accepted author, in characters.
+pub const MAX_AUTHOR_CHARS: usize = 256;
+/// Longest accepted URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Earliest accepted event time (ClickHouse `DateTime` starts at the epoch).
+const MIN_TIME: i64 = 0;
+/// Latest accepted event time: 2100-01-01, well inside `DateTime`'s range.
+const MAX_TIME: i64 = 4_102_444_800;
+/// Event times further in the future than this are refused (clock skew allowance).
+const MAX_FUTURE_SECS: i64 = 86_400;
+
+/// Why a record was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position of the record in the body (0-based).
+    pub index: usize,
+    /// The offending field (`(record)` when the record as a whole is wrong).
+    pub field: String,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+/// A record that passed field validation; its source is checked next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Client-supplied id, if any.
+    pub id: Option<Uuid>,
+    /// The mention as the dataflow carries it.
+    pub body: MentionBody,
+}
+
+fn reject(index: usize, field: &str, reason: impl Into<String>) -> Rejection {
+    Rejection { index, field: field.to_string(), reason: reason.into() }
+}
+
+fn string_field<'a>(obj: &'a Map<String, Value>, index: usize, field: &str) -> Result<Option<&'a str>, Rejection> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(reject(index, field, "must be a string")),
+    }
+}
+
+fn required<'a>(obj: &'a Map<String, Value>, index: usize, field: &str) -> Result<&'a str, Rejection> {
+    string_field(obj, index, field)?.ok_or_else(|| reject(index, field, "is required"))
+}
+
+fn count_field(obj: &Map<String, Value>, index: usize, field: &str) -> Result<u64, Rejection> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| reject(index, field, "must be a non-negative integer")),
+        Some(_) => Err(reject(index, field, "must be a non-negative integer")),
+    }
+}
+
+/// Validates one record for organisation `org` at wall-clock time `now` (seconds).
+pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Candidate, Rejection> {
+    let Value::Object(obj) = record else {
+        return Err(reject(index, "(record)", "must be a JSON object"));
+    };
+    let id = match string_field(obj, index, "id")? {
+        None => None,
+        Some(s) => Some(Uuid::parse_str(s).map_err(|_| reject(index, "id", "must be a UUID"))?),
+    };
+    if let Some(v) = obj.get("org_id") {
+        let same = v.as_str().and_then(|s| Uuid::parse_str(s).ok()) == Some(org);
+        if !same {
+            return Err(reject(index, "org_id", "the organisation is decided by the API key; omit org_id"));
+        }
+    }
+    let source = required(obj, index, "source_id")?;
+    let source = Uuid::parse_str(source).map_err(|_| reject(index, "source_id", "must be a UUID"))?;
+
+    let text = required(obj, index, "text")?;
+    if text.trim().is_empty() {
+        return Err(reject(index, "text", "must not be empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(reject(index, "text", format!("must be at most {MAX_TEXT_CHARS} characters")));
+    }
+    let author = required(obj, index, "author")?;
+    if author.trim().is_empty() {
+        return Err(reject(index, "author", "must not be empty"));
+    }
+    if author.chars().count() > MAX_AUTHOR_CHARS {
+        return Err(reject(index, "author", format!("must be at most {MAX_AUTHOR_CHARS} characters")));
+    }
+    let url = required(obj, index, "url")?;
+    if url.len() > MAX_URL_BYTES {
+        return Err(reject(index, "url", format!("must be at most {MAX_URL_BYTES} bytes")));
+    }
+    match url::Url::parse(url) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
+        _ => return Err(reject(index, "url", "must be an absolute http(s) URL")),
+    }
+    let created = required(obj, index, "created_at")?;
+    let created = OffsetDateTime::parse(created, &Rfc3339)
+        .map_err(|_| reject(index, "created_at", "must be an RFC 3339 timestamp, e.g. 2026-11-24T18:30:00Z"))?;
+    let secs = created.unix_timestamp();
+    if !(MIN_TIME..MAX_TIME).contains(&secs) {
+        return Err(reject(index, "created_at", "must be between 1970-01-01 and 2100-01-01"));
+    }
+    if secs > now + MAX_FUTURE_SECS {
+        return Err(reject(index, "created_at", "is more than 24 hours in the future"));
+    }
+    let created_at_us = secs * 1_000_000 + i64::from(created.microsecond());
+
+    let engagement = Engagement {
+        likes: count_field(obj, index, "likes")?,
+        shares: count_field(obj, index, "shares")?,
+        replies: count_field(obj, index, "replies")?,
+        author_followers: count_field(obj, index, "author_followers")?,
+    };
+    Ok(Candidate {
+        id,
+        body: MentionBody {
+            source,
+            created_at_us,
+            text: text.to_string(),
+            author: author.to_string(),
+            url: url.to_string(),
+            engagement,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_796_000_000;
+
+    fn good() -> Value {
+        json!({"source_id": "6b1f8c9e-6c55-4a8e-9d0e-2b7f7a0b8a11", "text": "love it", "author": "@a",
+               "url": "https://x.com/a/1", "created_at": "2026-11-24T10:00:00.250Z", "likes": 3})
+    }
+
+    fn field_of(v: Value) -> String {
+        validate(7, &v, Uuid::nil(), NOW).unwrap_err().field
+    }
+
+    #[test]
+    fn a_good_record_passes_with_subsecond_time() {
+        let c = validate(0, &good(), Uuid::nil(), NOW).unwrap();
+        assert_eq!(c.body.created_at_us % 1_000_000, 250_000);
+        assert_eq!(c.body.engagement.likes, 3);
+        assert_eq!(c.id, None);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let with = |k: &str, v: Value| {
+            let mut g = good();
+            g[k] = v;
+            g
+        };
+        let without = |k: &str| {
+            let mut g = good();
+            g.as_object_mut().unwrap().remove(k);
+            g
+        };
+        assert_eq!(field_of(with("id", json!("nope"))), "id");
+        assert_eq!(field_of(without("source_id")), "source_id");
+        assert_eq!(field_of(with("source_id", json!(12))), "source_id");
+        assert_eq!(field_of(with("text", json!("  "))), "text");
+        assert_eq!(field_of(with("text", json!("x".repeat(MAX_TEXT_CHARS + 1)))), "text");
+        assert_eq!(field_of(without("author")), "author");
+        assert_eq!(field_of(with("url", json!("ftp://x/y"))), "url");
+        assert_eq!(field_of(with("url", json!("not a url"))), "url");
+        assert_eq!(field_of(with("created_at", json!("yesterday"))), "created_at");
+        assert_eq!(field_of(with("created_at", json!("2099-01-01T00:00:00Z"))), "created_at");
+        assert_eq!(field_of(with("likes", json!(-1))), "likes");
+        assert_eq!(field_of(with("shares", json!("5"))), "shares");
+        assert_eq!(field_of(with("org_id", json!("6b1f8c9e-6c55-4a8e-9d0e-2b7f7a0b8a11"))), "org_id");
+        assert_eq!(field_of(json!([1, 2])), "(record)");
+    }
+}

@@ -1,0 +1,16 @@
+//! vigie's pipeline: domain types, warp ingest, the differential-dataflow graph, the
+//! runtime that connects them to the sinks, and the `vigie` command line.
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod domain;
+pub mod gen;
+pub mod graph;
+pub mod ingest;
+pub mod metrics;
+pub mod post;
+pub mod replay;
+pub mod runtime;
+pub mod sink;

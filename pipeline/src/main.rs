@@ -1,0 +1,30 @@
+//! The `vigie` binary.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use vigie_pipeline::cli::{Cli, Command, FileConfig};
+use vigie_pipeline::{admin, app, gen, replay};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.global.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let file = FileConfig::load(cli.global.config.as_ref())?;
+    let mut ch = cli.global.clickhouse(&file);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run(opts) => {
+                let settings = opts.resolve(&file, &mut ch);
+                app::run(ch, settings).await
+            }
+            Command::Migrate => admin::migrate(&ch).await,
+            Command::Org(cmd) => admin::org(&ch, cmd).await,
+            Command::Source(cmd) => admin::source(&ch, cmd).await,
+            Command::Gen(opts) => gen::run(opts).await,
+            Command::Replay(opts) => replay::run(opts).await,
+        }
+    })
+}

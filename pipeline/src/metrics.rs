@@ -1,0 +1,126 @@
+//! Prometheus metrics with bounded labels (status codes, table names — never org ids).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigie_sinks::SinkMetrics;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A fixed-bucket latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if s <= *le {
+                self.counts[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", self.counts[i].load(Relaxed));
+        }
+        let n = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {n}");
+    }
+}
+
+/// HTTP statuses ingest answers with; the label set of `vigie_ingest_requests_total`.
+const STATUSES: [u16; 10] = [202, 400, 401, 404, 405, 413, 415, 422, 500, 503];
+
+/// All metrics of a running vigie.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Mentions accepted by ingest.
+    pub mentions_accepted: AtomicU64,
+    /// Records rejected by validation.
+    pub mentions_rejected: AtomicU64,
+    /// Deletions accepted.
+    pub deletions_accepted: AtomicU64,
+    requests: [AtomicU64; STATUSES.len()],
+    /// Time from request start to ack.
+    pub ingest_latency: Histogram,
+    /// Time to write one dataflow batch to ClickHouse.
+    pub sink_batch_latency: Histogram,
+    epochs: AtomicU64,
+    dataflow_records: AtomicU64,
+    dataflow_time: AtomicU64,
+    committed_time: AtomicU64,
+    /// The ClickHouse writer's counters.
+    pub sink: Arc<SinkMetrics>,
+}
+
+impl Metrics {
+    /// Counts a request answered with `status`.
+    pub fn count_request(&self, status: u16) {
+        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+            self.requests[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// An epoch of `records` entered the dataflow.
+    pub fn observe_epoch(&self, _records: usize) {
+        self.epochs.fetch_add(1, Relaxed);
+    }
+
+    /// Records a worker fed into the graph.
+    pub fn add_dataflow_records(&self, n: usize) {
+        self.dataflow_records.fetch_add(n as u64, Relaxed);
+    }
+
+    /// The latest dataflow time fed into the graph.
+    pub fn set_dataflow_time(&self, t: u64) {
+        self.dataflow_time.fetch_max(t, Relaxed);
+    }
+
+    /// The latest dataflow time whose changes ClickHouse acknowledged.
+    pub fn set_committed_time(&self, t: u64) {
+        self.committed_time.fetch_max(t, Relaxed);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(&mut out, "vigie_mentions_accepted_total", "Mentions accepted by ingest.", self.mentions_accepted.load(Relaxed));
+        counter(&mut out, "vigie_mentions_rejected_total", "Records rejected by validation.", self.mentions_rejected.load(Relaxed));
+        counter(&mut out, "vigie_deletions_accepted_total", "Mention deletions accepted.", self.deletions_accepted.load(Relaxed));
+        let _ = writeln!(out, "# HELP vigie_ingest_requests_total Ingest requests by HTTP status.\n# TYPE vigie_ingest_requests_total counter");
+        for (i, s) in STATUSES.iter().enumerate() {
+            let _ = writeln!(out, "vigie_ingest_requests_total{{status=\"{s}\"}} {}", self.requests[i].load(Relaxed));
+        }
+        self.ingest_latency.render(&mut out, "vigie_ingest_latency_seconds", "Time from request to acknowledgement.");
+        self.sink_batch_latency.render(&mut out, "vigie_sink_batch_seconds", "Time to write one dataflow batch to ClickHouse.");
+        counter(&mut out, "vigie_dataflow_epochs_total", "Epochs (dataflow times) fed to the graph.", self.epochs.load(Relaxed));
+        counter(&mut out, "vigie_dataflow_records_total", "Upserts fed to the graph.", self.dataflow_records.load(Relaxed));
+        let fed = self.dataflow_time.load(Relaxed);
+        let committed = self.committed_time.load(Relaxed);
+        let lag = if committed >= fed { 0.0 } else { (fed - committed) as f64 / 1000.0 };
+        let _ = writeln!(
+            out,
+            "# HELP vigie_dataflow_lag_seconds Dataflow time fed minus dataflow time written to ClickHouse.\n# TYPE vigie_dataflow_lag_seconds gauge\nvigie_dataflow_lag_seconds {lag}"
+        );
+        self.sink.render(&mut out);
+        out
+    }
+}

@@ -1,0 +1,243 @@
+//! Runs the dataflow: a router turns accepted submissions into epochs (one dataflow time
+//! each, batched by size and time), timely workers apply them, and every worker's output
+//! goes to the sink channel.
+//!
+//! ```text
+//! ingest ──Submission──▶ router ──Epoch (per worker, by org)──▶ timely workers ──SinkBatch──▶ sink
+//! ```
+//!
+//! Every channel is bounded. A worker takes its next epoch only when the previous one has
+//! left the graph, so the dataflow is fed at its own pace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use differential_dataflow::Hashable;
+use timely::dataflow::operators::core::Probe;
+use timely::dataflow::{InputHandle, ProbeHandle};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use vigie_udfs::ScoreConfig;
+
+use crate::graph::emit::{emit, SinkBatch};
+use crate::graph::records::{MentionBody, MentionKey};
+use crate::graph::{build, Upsert};
+use crate::metrics::Metrics;
+
+/// Options of the dataflow runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Scoring options.
+    pub score: ScoreConfig,
+    /// An epoch closes after this long …
+    pub epoch_max_wait: Duration,
+    /// … or once it holds this many records.
+    pub epoch_max_records: usize,
+    /// Depth of the bounded channels (in messages).
+    pub channel_depth: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            score: ScoreConfig::default(),
+            epoch_max_wait: Duration::from_millis(5),
+            epoch_max_records: 50_000,
+            channel_depth: 64,
+        }
+    }
+}
+
+/// Records accepted by one ingest request, answered with the epoch they entered.
+pub struct Submission {
+    /// Upserts (`None` deletes).
+    pub upserts: Vec<(MentionKey, Option<MentionBody>)>,
+    /// Receives the dataflow time the records were assigned.
+    pub ack: oneshot::Sender<u64>,
+}
+
+/// One dataflow time's worth of input for one worker (possibly empty: it still advances time).
+struct Epoch {
+    time: u64,
+    upserts: Vec<(MentionKey, Option<MentionBody>)>,
+}
+
+/// A running dataflow: submit to it, then drop the sender and `join` to shut down.
+pub struct Dataflow {
+    /// Where ingest submits accepted records.
+    pub submissions: mpsc::Sender<Submission>,
+    workers: std::thread::JoinHandle<Result<(), String>>,
+    router: tokio::task::JoinHandle<()>,
+}
+
+impl Dataflow {
+    /// Starts the workers and the router; changes go to `sink`.
+    pub fn start(cfg: RuntimeConfig, sink: mpsc::Sender<SinkBatch>, metrics: Arc<Metrics>) -> Dataflow {
+        let workers = cfg.workers.max(1);
+        let mut senders = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel::<Epoch>(cfg.channel_depth);
+            senders.push(tx);
+            receivers.push(Mutex::new(Some(rx)));
+        }
+        let receivers = Arc::new(receivers);
+        let score_cfg = cfg.score;
+        let worker_metrics = metrics.clone();
+        let handle = std::thread::Builder::new()
+            .name("timely".into())
+            .spawn(move || {
+                let guards = timely::execute(timely::Config::process(workers), move |worker| {
+                    let index = worker.index();
+                    let rx = receivers[index].lock().ok().and_then(|mut r| r.take());
+                    let Some(mut rx) = rx else { return };
+                    run_worker(worker, &mut rx, sink.clone(), score_cfg, &worker_metrics);
+                })?;
+                for r in guards.join() {
+                    r?;
+                }
+                Ok(())
+            })
+            .expect("spawning the timely thread");
+        let (submissions, rx) = mpsc::channel(cfg.channel_depth);
+        let router = tokio::spawn(route(rx, senders, cfg, metrics));
+        Dataflow { submissions, workers: handle, router }
+    }
+
+    /// Waits for the router and the workers to finish (after every submission sender is dropped).
+    pub async fn join(self) -> Result<(), String> {
+        drop(self.submissions);
+        self.router.await.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || self.workers.join())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "a timely worker panicked".to_string())?
+    }
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    rx: &mut mpsc::Receiver<Epoch>,
+    sink: mpsc::Sender<SinkBatch>,
+    cfg: ScoreConfig,
+    metrics: &Metrics,
+) {
+    let index = worker.index();
+    let mut input: InputHandle<u64, _> = InputHandle::new();
+    let probe = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        use timely::dataflow::operators::Input;
+        let upserts = scope.input_from(&mut input);
+        let changes = build(upserts, cfg);
+        let changes = differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
+        emit(changes, index, sink);
+    });
+    loop {
+        // Feed at the dataflow's pace: the previous epoch must have left the graph.
+        if probe.less_than(input.time()) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+            continue;
+        }
+        match rx.try_recv() {
+            Ok(epoch) => {
+                input.advance_to(epoch.time);
+                let n = epoch.upserts.len();
+                for (key, body) in epoch.upserts {
+                    input.send::<Upsert>((key, body, epoch.time));
+                }
+                input.advance_to(epoch.time + 1);
+                if index == 0 {
+                    metrics.set_dataflow_time(epoch.time);
+                }
+                metrics.add_dataflow_records(n);
+                worker.step();
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        }
+    }
+    drop(input);
+    while worker.step_or_park(Some(Duration::from_millis(1))) {}
+}
+
+/// Keeps, per key, only its last upsert in arrival order.
+///
+/// All records of an epoch share one dataflow time, and the upsert operator resolves ties
+/// at one time by value, not by order; so a delete that follows a post in the same epoch
+/// must win here, before the graph sees them.
+pub fn last_write_wins(upserts: Vec<(MentionKey, Option<MentionBody>)>) -> Vec<(MentionKey, Option<MentionBody>)> {
+    // Keyed by the full identity: `MentionKey`'s own `Hash` covers only the organisation.
+    let mut last: HashMap<(uuid::Uuid, uuid::Uuid), usize> = HashMap::with_capacity(upserts.len());
+    for (i, (k, _)) in upserts.iter().enumerate() {
+        last.insert((k.org, k.id), i);
+    }
+    if last.len() == upserts.len() {
+        return upserts;
+    }
+    upserts.into_iter().enumerate().filter(|(i, (k, _))| last.get(&(k.org, k.id)) == Some(i)).map(|(_, u)| u).collect()
+}
+
+/// The worker that owns an organisation's records (the same routing as the graph's exchange).
+pub fn worker_for(key: &MentionKey, workers: usize) -> usize {
+    (key.hashed() % workers as u64) as usize
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn route(mut rx: mpsc::Receiver<Submission>, workers: Vec<mpsc::Sender<Epoch>>, cfg: RuntimeConfig, metrics: Arc<Metrics>) {
+    let mut last_time = 0u64;
+    while let Some(first) = rx.recv().await {
+        let mut records = first.upserts.len();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.epoch_max_wait;
+        while records < cfg.epoch_max_records {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(s)) => {
+                    records += s.upserts.len();
+                    batch.push(s);
+                }
+                _ => break,
+            }
+        }
+        // Dataflow times are milliseconds since the epoch, strictly increasing, so a row's
+        // version tells when the pipeline produced it.
+        let time = now_millis().max(last_time + 1);
+        last_time = time;
+        let mut parts: Vec<Vec<(MentionKey, Option<MentionBody>)>> = vec![Vec::new(); workers.len()];
+        let mut acks = Vec::with_capacity(batch.len());
+        for s in batch {
+            for (key, body) in s.upserts {
+                parts[worker_for(&key, workers.len())].push((key, body));
+            }
+            acks.push(s.ack);
+        }
+        let span = tracing::debug_span!("epoch", time, records);
+        let sent = async {
+            for (tx, upserts) in workers.iter().zip(parts) {
+                let upserts = last_write_wins(upserts);
+                if tx.send(Epoch { time, upserts }).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+        .instrument(span)
+        .await;
+        if !sent {
+            tracing::error!("a dataflow worker stopped; no more epochs can be applied");
+            return;
+        }
+        metrics.observe_epoch(records);
+        for ack in acks {
+            let _ = ack.send(time);
+        }
+    }
+}

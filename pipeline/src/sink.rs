@@ -1,0 +1,221 @@
+//! Turns the graph's changes into ClickHouse writes.
+//!
+//! Per dataflow time and key, the consolidated changes say what the row is now:
+//! - a mention with +1 is written (version = time); a mention with only -1 is deleted;
+//! - a trend key's +1 value is written; a key with only -1 went to zero and is written as
+//!   a zero row, which `trends_current` hides.
+//! Rows are idempotent (natural key + version), so writing them again changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use vigie_sinks::clickhouse::rows::{MentionRef, MentionRow, TrendRow};
+use vigie_sinks::clickhouse::writer::BatchWriter;
+use vigie_sinks::clickhouse::{ClickHouseConfig, SinkError};
+
+use crate::graph::emit::SinkBatch;
+use crate::graph::records::{Change, Scored, Sums, TrendKey, MICROS};
+use crate::graph::score::lang_str;
+use crate::metrics::Metrics;
+
+/// The row a scored mention is stored as.
+pub fn mention_row(m: &Scored, version: u64) -> MentionRow {
+    let e = &m.body.engagement;
+    MentionRow {
+        org_id: m.key.org,
+        id: m.key.id,
+        source_id: m.body.source,
+        text: m.body.text.clone(),
+        author: m.body.author.clone(),
+        url: m.body.url.clone(),
+        created_at: m.created_at_secs().clamp(0, i64::from(u32::MAX)) as u32,
+        created_at_us: m.body.created_at_us.rem_euclid(1_000_000) as u32,
+        likes: e.likes,
+        shares: e.shares,
+        replies: e.replies,
+        author_followers: e.author_followers,
+        lang: lang_str(m.lang).to_string(),
+        sentiment: m.label,
+        sentiment_score: f64::from(m.score) / MICROS,
+        confidence: f64::from(m.confidence) / MICROS,
+        emotions: m.emotion_names(),
+        virality_score: f64::from(m.virality) / MICROS,
+        analyzed_at: (version / 1000) as u32,
+        version,
+    }
+}
+
+/// The row a trend key's accumulated sums are stored as (all zeros when retracted).
+pub fn trend_row(k: &TrendKey, s: &Sums, version: u64) -> TrendRow {
+    let u = |x: i64| x.max(0) as u64;
+    let e = &s.emotions;
+    TrendRow {
+        org_id: k.org,
+        granularity: k.granularity.code(),
+        bucket: k.bucket.clamp(0, i64::from(u32::MAX)) as u32,
+        source_id: k.source,
+        total: u(s.n),
+        positive: u(s.positive),
+        neutral: u(s.neutral),
+        negative: u(s.negative),
+        sentiment_sum: s.sentiment as f64 / MICROS,
+        virality_sum: s.virality as f64 / MICROS,
+        anger: u(e[0]),
+        anticipation: u(e[1]),
+        disgust: u(e[2]),
+        fear: u(e[3]),
+        joy: u(e[4]),
+        sadness: u(e[5]),
+        surprise: u(e[6]),
+        trust: u(e[7]),
+        top_emotions: s.top_emotions(),
+        version,
+    }
+}
+
+/// Rows and deletions one batch of changes stands for.
+#[derive(Debug, Default, PartialEq)]
+pub struct Writes {
+    /// Mention rows to write.
+    pub mentions: Vec<MentionRow>,
+    /// Mentions to delete.
+    pub deletions: Vec<MentionRef>,
+    /// Trend rows to write.
+    pub trends: Vec<TrendRow>,
+}
+
+/// Interprets one consolidated batch of changes at `time`.
+pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
+    let mut out = Writes::default();
+    let mut present = BTreeSet::new();
+    let mut retracted = BTreeSet::new();
+    let mut trend_new: BTreeMap<TrendKey, Sums> = BTreeMap::new();
+    let mut trend_old: BTreeSet<TrendKey> = BTreeSet::new();
+    for (change, diff) in changes {
+        match change {
+            Change::Mention(m) if *diff > 0 => {
+                present.insert(m.key);
+                out.mentions.push(mention_row(m, time));
+            }
+            Change::Mention(m) => {
+                retracted.insert(m.key);
+            }
+            Change::Trend(k, s) if *diff > 0 => {
+                trend_new.insert(*k, *s);
+            }
+            Change::Trend(k, _) => {
+                trend_old.insert(*k);
+            }
+        }
+    }
+    out.deletions = retracted.difference(&present).map(|k| MentionRef { org_id: k.org, id: k.id }).collect();
+    for k in trend_old.iter().filter(|k| !trend_new.contains_key(k)) {
+        out.trends.push(trend_row(k, &Sums::default(), time));
+    }
+    out.trends.extend(trend_new.iter().map(|(k, s)| trend_row(k, s, time)));
+    out
+}
+
+/// Options of the sink task.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// ClickHouse connection and batching.
+    pub clickhouse: ClickHouseConfig,
+    /// Where rejected batches are written.
+    pub dead_letter_dir: PathBuf,
+}
+
+/// Consumes the graph's batches until the channel closes, then flushes everything.
+pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Arc<Metrics>) {
+    let ch = &cfg.clickhouse;
+    let mut mentions = BatchWriter::<MentionRow>::new(ch, "mentions", metrics.sink.clone(), cfg.dead_letter_dir.clone());
+    let mut trends = BatchWriter::<TrendRow>::new(ch, "trends", metrics.sink.clone(), cfg.dead_letter_dir.clone());
+    let client = ch.client();
+    let mut deletions: Vec<MentionRef> = Vec::new();
+    let mut max_time = 0u64;
+    loop {
+        let deadline = [mentions.deadline(), trends.deadline()].into_iter().flatten().min();
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), rx.recv()).await {
+                Ok(m) => Some(m),
+                Err(_) => None, // a buffer is due
+            },
+            None => Some(rx.recv().await),
+        };
+        let closed = matches!(next, Some(None));
+        if let Some(Some(batch)) = next {
+            let w = writes_for(batch.time, &batch.changes);
+            max_time = max_time.max(batch.time);
+            for r in w.mentions {
+                mentions.push(r);
+            }
+            for r in w.trends {
+                trends.push(r);
+            }
+            deletions.extend(w.deletions);
+        }
+        let must_flush = closed || mentions.due() || trends.due() || !deletions.is_empty();
+        if must_flush {
+            let started = Instant::now();
+            // Mention rows first, so a deletion never precedes the insert it removes.
+            report(mentions.flush().await);
+            if !deletions.is_empty() {
+                report(delete_mentions(&client, ch, &deletions, &metrics).await);
+                deletions.clear();
+            }
+            report(trends.flush().await);
+            metrics.sink_batch_latency.observe(started.elapsed());
+            if mentions.is_empty() && trends.is_empty() {
+                metrics.set_committed_time(max_time);
+            }
+        }
+        if closed {
+            break;
+        }
+    }
+}
+
+fn report(r: Result<usize, SinkError>) {
+    if let Err(e) = r {
+        tracing::error!(error = %e, "ClickHouse write failed permanently");
+    }
+}
+
+/// Removes mentions with a mutation (`ALTER TABLE … DELETE`), retrying transient errors.
+async fn delete_mentions(
+    client: &clickhouse::Client,
+    cfg: &ClickHouseConfig,
+    refs: &[MentionRef],
+    metrics: &Metrics,
+) -> Result<usize, SinkError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    use vigie_sinks::clickhouse::retry::{classify, Retry};
+    for chunk in refs.chunks(500) {
+        // Placeholders only; every value is bound.
+        let cond = vec!["(org_id = ? AND id = ?)"; chunk.len()].join(" OR ");
+        let sql = format!("ALTER TABLE mentions DELETE WHERE {cond}");
+        let mut attempt = 0;
+        loop {
+            let mut q = client.query(&sql);
+            for r in chunk {
+                q = q.bind(r.org_id).bind(r.id);
+            }
+            match q.execute().await.map_err(SinkError::from) {
+                Ok(()) => break,
+                Err(e) if classify(&e) == Retry::Transient => {
+                    metrics.sink.mentions.retries.fetch_add(1, Relaxed);
+                    let wait = cfg.retry.backoff(attempt);
+                    tracing::warn!(error = %e, ?wait, "transient error deleting mentions; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        metrics.sink.mentions_deleted.fetch_add(chunk.len() as u64, Relaxed);
+    }
+    Ok(refs.len())
+}
