@@ -12,6 +12,7 @@ use crate::ingest::{serve, IngestState};
 use crate::metrics::Metrics;
 use crate::runtime::{Dataflow, RuntimeConfig};
 use crate::sink::{self, SinkConfig};
+use crate::wal::Wal;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -51,7 +52,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     let (sink_tx, sink_rx) = mpsc::channel(runtime.channel_depth);
     let sink_cfg = SinkConfig { clickhouse: ch.clone(), dead_letter_dir: settings.data_dir.join("dead-letter") };
     let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone()));
-    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone());
+    let (wal, replay) = Wal::open(&settings.data_dir.join("wal")).context("opening the write-ahead log")?;
+    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay);
 
     let state = Arc::new(IngestState {
         registry: Registry::new(ch.client(), settings.catalog_ttl),

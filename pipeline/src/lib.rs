@@ -14,3 +14,4 @@ pub mod post;
 pub mod replay;
 pub mod runtime;
 pub mod sink;
+pub mod wal;

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub ingest_latency: Histogram,
     /// Time to write one dataflow batch to ClickHouse.
     pub sink_batch_latency: Histogram,
+    /// Time to append and fsync one epoch to the write-ahead log.
+    pub wal_sync_latency: Histogram,
+    wal_bytes: AtomicU64,
     epochs: AtomicU64,
     dataflow_records: AtomicU64,
     dataflow_time: AtomicU64,
@@ -84,6 +87,11 @@ impl Metrics {
     /// Records a worker fed into the graph.
     pub fn add_dataflow_records(&self, n: usize) {
         self.dataflow_records.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Size of the write-ahead log.
+    pub fn set_wal_bytes(&self, n: u64) {
+        self.wal_bytes.store(n, Relaxed);
     }
 
     /// The latest dataflow time fed into the graph.
@@ -111,6 +119,12 @@ impl Metrics {
         }
         self.ingest_latency.render(&mut out, "vigie_ingest_latency_seconds", "Time from request to acknowledgement.");
         self.sink_batch_latency.render(&mut out, "vigie_sink_batch_seconds", "Time to write one dataflow batch to ClickHouse.");
+        self.wal_sync_latency.render(&mut out, "vigie_wal_sync_seconds", "Time to append and fsync one epoch to the write-ahead log.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_wal_bytes Size of the write-ahead log.\n# TYPE vigie_wal_bytes gauge\nvigie_wal_bytes {}",
+            self.wal_bytes.load(Relaxed)
+        );
         counter(&mut out, "vigie_dataflow_epochs_total", "Epochs (dataflow times) fed to the graph.", self.epochs.load(Relaxed));
         counter(&mut out, "vigie_dataflow_records_total", "Upserts fed to the graph.", self.dataflow_records.load(Relaxed));
         let fed = self.dataflow_time.load(Relaxed);

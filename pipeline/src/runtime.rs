@@ -24,6 +24,7 @@ use crate::graph::emit::{emit, SinkBatch};
 use crate::graph::records::{MentionBody, MentionKey};
 use crate::graph::{build, Upsert};
 use crate::metrics::Metrics;
+use crate::wal::{LoggedEpoch, Wal};
 
 /// Options of the dataflow runtime.
 #[derive(Debug, Clone)]
@@ -56,8 +57,9 @@ impl Default for RuntimeConfig {
 pub struct Submission {
     /// Upserts (`None` deletes).
     pub upserts: Vec<(MentionKey, Option<MentionBody>)>,
-    /// Receives the dataflow time the records were assigned.
-    pub ack: oneshot::Sender<u64>,
+    /// Receives the dataflow time the records were assigned once they are in the
+    /// write-ahead log, or why they could not be persisted.
+    pub ack: oneshot::Sender<Result<u64, String>>,
 }
 
 /// One dataflow time's worth of input for one worker (possibly empty: it still advances time).
@@ -75,8 +77,16 @@ pub struct Dataflow {
 }
 
 impl Dataflow {
-    /// Starts the workers and the router; changes go to `sink`.
-    pub fn start(cfg: RuntimeConfig, sink: mpsc::Sender<SinkBatch>, metrics: Arc<Metrics>) -> Dataflow {
+    /// Starts the workers and the router; changes go to `sink`. The router first replays
+    /// `replay` (the epochs recovered from `wal`), then logs every new epoch to `wal`
+    /// before acknowledging it.
+    pub fn start(
+        cfg: RuntimeConfig,
+        sink: mpsc::Sender<SinkBatch>,
+        metrics: Arc<Metrics>,
+        wal: Wal,
+        replay: Vec<LoggedEpoch>,
+    ) -> Dataflow {
         let workers = cfg.workers.max(1);
         let mut senders = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
@@ -104,7 +114,7 @@ impl Dataflow {
             })
             .expect("spawning the timely thread");
         let (submissions, rx) = mpsc::channel(cfg.channel_depth);
-        let router = tokio::spawn(route(rx, senders, cfg, metrics));
+        let router = tokio::spawn(route(rx, senders, cfg, metrics, wal, replay));
         Dataflow { submissions, workers: handle, router }
     }
 
@@ -192,8 +202,40 @@ fn now_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn route(mut rx: mpsc::Receiver<Submission>, workers: Vec<mpsc::Sender<Epoch>>, cfg: RuntimeConfig, metrics: Arc<Metrics>) {
+async fn send_epoch(workers: &[mpsc::Sender<Epoch>], time: u64, upserts: Vec<(MentionKey, Option<MentionBody>)>) -> bool {
+    let mut parts: Vec<Vec<(MentionKey, Option<MentionBody>)>> = vec![Vec::new(); workers.len()];
+    for (key, body) in upserts {
+        parts[worker_for(&key, workers.len())].push((key, body));
+    }
+    for (tx, upserts) in workers.iter().zip(parts) {
+        if tx.send(Epoch { time, upserts }).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn route(
+    mut rx: mpsc::Receiver<Submission>,
+    workers: Vec<mpsc::Sender<Epoch>>,
+    cfg: RuntimeConfig,
+    metrics: Arc<Metrics>,
+    mut wal: Wal,
+    replay: Vec<LoggedEpoch>,
+) {
     let mut last_time = 0u64;
+    if !replay.is_empty() {
+        let (epochs, records) = (replay.len(), replay.iter().map(|e| e.1.len()).sum::<usize>());
+        tracing::info!(epochs, records, "replaying the write-ahead log");
+        for (time, upserts) in replay {
+            last_time = last_time.max(time);
+            if !send_epoch(&workers, time, upserts).await {
+                tracing::error!("a dataflow worker stopped during replay");
+                return;
+            }
+        }
+    }
+    metrics.set_wal_bytes(wal.bytes());
     while let Some(first) = rx.recv().await {
         let mut records = first.upserts.len();
         let mut batch = vec![first];
@@ -210,34 +252,33 @@ async fn route(mut rx: mpsc::Receiver<Submission>, workers: Vec<mpsc::Sender<Epo
         // Dataflow times are milliseconds since the epoch, strictly increasing, so a row's
         // version tells when the pipeline produced it.
         let time = now_millis().max(last_time + 1);
-        last_time = time;
-        let mut parts: Vec<Vec<(MentionKey, Option<MentionBody>)>> = vec![Vec::new(); workers.len()];
+        let mut upserts = Vec::with_capacity(records);
         let mut acks = Vec::with_capacity(batch.len());
         for s in batch {
-            for (key, body) in s.upserts {
-                parts[worker_for(&key, workers.len())].push((key, body));
-            }
+            upserts.extend(s.upserts);
             acks.push(s.ack);
         }
+        let upserts = last_write_wins(upserts);
         let span = tracing::debug_span!("epoch", time, records);
-        let sent = async {
-            for (tx, upserts) in workers.iter().zip(parts) {
-                let upserts = last_write_wins(upserts);
-                if tx.send(Epoch { time, upserts }).await.is_err() {
-                    return false;
-                }
+        let synced = std::time::Instant::now();
+        // One fsync for every request of the epoch (group commit).
+        if let Err(e) = tokio::task::block_in_place(|| wal.append(time, &upserts)) {
+            tracing::error!(error = %e, "cannot persist an epoch; its requests are refused");
+            for ack in acks {
+                let _ = ack.send(Err("cannot persist the mentions".into()));
             }
-            true
+            continue;
         }
-        .instrument(span)
-        .await;
-        if !sent {
+        last_time = time;
+        metrics.wal_sync_latency.observe(synced.elapsed());
+        metrics.set_wal_bytes(wal.bytes());
+        if !send_epoch(&workers, time, upserts).instrument(span).await {
             tracing::error!("a dataflow worker stopped; no more epochs can be applied");
             return;
         }
         metrics.observe_epoch(records);
         for ack in acks {
-            let _ = ack.send(time);
+            let _ = ack.send(Ok(time));
         }
     }
 }

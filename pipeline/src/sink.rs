@@ -4,6 +4,7 @@
 //! - a mention with +1 is written (version = time); a mention with only -1 is deleted;
 //! - a trend key's +1 value is written; a key with only -1 went to zero and is written as
 //!   a zero row, which `trends_current` hides.
+//!
 //! Rows are idempotent (natural key + version), so writing them again changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,10 +140,8 @@ pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Ar
     loop {
         let deadline = [mentions.deadline(), trends.deadline()].into_iter().flatten().min();
         let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d.into(), rx.recv()).await {
-                Ok(m) => Some(m),
-                Err(_) => None, // a buffer is due
-            },
+            // `None` when a buffer is due before the next batch arrives.
+            Some(d) => tokio::time::timeout_at(d.into(), rx.recv()).await.ok(),
             None => Some(rx.recv().await),
         };
         let closed = matches!(next, Some(None));

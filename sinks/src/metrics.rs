@@ -47,7 +47,8 @@ impl SinkMetrics {
     /// Appends the Prometheus text exposition of these counters to `out`.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        let series: [(&str, &str, fn(&TableCounters) -> &AtomicU64); 6] = [
+        type Series = (&'static str, &'static str, fn(&TableCounters) -> &AtomicU64);
+        let series: [Series; 6] = [
             ("vigie_clickhouse_rows_total", "Rows acknowledged by ClickHouse.", |c| &c.rows),
             ("vigie_clickhouse_inserts_total", "Insert requests acknowledged by ClickHouse.", |c| &c.inserts),
             ("vigie_clickhouse_errors_total", "Failed ClickHouse insert attempts.", |c| &c.errors),

@@ -165,7 +165,11 @@ async fn submit(state: &IngestState, upserts: Vec<(MentionKey, Option<MentionBod
         .send(Submission { upserts, ack })
         .await
         .map_err(|_| IngestError::Unavailable("the pipeline is shutting down"))?;
-    acked.await.map_err(|_| IngestError::Unavailable("the pipeline is shutting down"))
+    match acked.await {
+        Ok(Ok(time)) => Ok(time),
+        Ok(Err(_)) => Err(IngestError::Unavailable("the mentions could not be persisted")),
+        Err(_) => Err(IngestError::Unavailable("the pipeline is shutting down")),
+    }
 }
 
 async fn post_mentions<S, B>(state: &IngestState, headers: &HeaderMap, stream: S) -> Result<warp::reply::Response, IngestError>

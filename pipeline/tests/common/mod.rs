@@ -83,12 +83,25 @@ pub struct Vigie {
     child: Child,
     pub base: String,
     pub data_dir: std::path::PathBuf,
+    keep_data_dir: bool,
+}
+
+/// A fresh temporary data directory.
+pub fn temp_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("vigie-test-{}", Uuid::new_v4().simple()))
 }
 
 impl Vigie {
-    /// Starts `vigie run` on a random port against `db`, with extra args.
+    /// Starts `vigie run` on a random port against `db`, with extra args and a fresh data dir.
     pub fn start(db: &TestDb, extra: &[&str]) -> Vigie {
-        let data_dir = std::env::temp_dir().join(format!("vigie-test-{}", Uuid::new_v4().simple()));
+        let mut v = Vigie::start_in(db, &temp_data_dir(), extra);
+        v.keep_data_dir = false;
+        v
+    }
+
+    /// Starts `vigie run` with the given data dir, which outlives the process.
+    pub fn start_in(db: &TestDb, data_dir: &std::path::Path, extra: &[&str]) -> Vigie {
+        let data_dir = data_dir.to_path_buf();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigie"))
             .args(["--clickhouse-url", &db.cfg.url, "--database", db.name(), "--log", "warn"])
             .args(["run", "--listen", "127.0.0.1:0", "--catalog-ttl-ms", "200", "--flush-interval-ms", "50"])
@@ -109,11 +122,17 @@ impl Vigie {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Vigie { child, base, data_dir }
+        Vigie { child, base, data_dir, keep_data_dir: true }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn crash(mut self) {
+        self.child.kill().expect("killing vigie");
+        self.child.wait().expect("reaping vigie");
     }
 
     /// Sends SIGTERM and waits for a clean exit (drains everything to ClickHouse).
@@ -135,7 +154,9 @@ impl Drop for Vigie {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
