@@ -50,7 +50,10 @@ def main():
         sys.exit("README.md has no ```sql blocks")
     ran = 0
     for block in blocks:
-        for stmt in statements(block + "\n"):
+        for stmt in (q for q in re.split(r";\s*\n", block) if q.strip()):
+            stmt = "\n".join(l for l in stmt.splitlines() if not l.lstrip().startswith("--")).strip()
+            if not stmt:
+                continue
             out = s.query(stmt, "JSONCompact").bytes().decode()
             if '"data"' not in out:
                 sys.exit(f"query returned no data section:\n{stmt}\n{out}")

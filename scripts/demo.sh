@@ -14,7 +14,7 @@ mkdir -p .vigie
 
 echo "building vigie (release)…" >&2
 cargo build --release --quiet -p vigie-pipeline
-vigie=target/release/vigie
+vigie=${CARGO_TARGET_DIR:-target}/release/vigie
 $vigie migrate
 
 field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use timely::dataflow::operators::Input;
 use timely::dataflow::operators::probe::Probe;
+use timely::dataflow::operators::Input;
 use timely::dataflow::{InputHandle, ProbeHandle};
 use vigie_pipeline::graph::{build, Upsert};
 use vigie_udfs::ScoreConfig;
@@ -17,11 +17,14 @@ const EPOCH: usize = 10_000;
 fn run_once() -> (Duration, Duration) {
     let input_data = vigie_benches::mentions(N, 20);
     timely::execute_directly(move |worker| {
-        let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> = InputHandle::new();
+        let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
+            InputHandle::new();
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut input);
-            build(upserts, ScoreConfig::default()).inner.probe_with(&probe);
+            build(upserts, ScoreConfig::default())
+                .inner
+                .probe_with(&probe);
         });
         let mut t = 1u64;
         let started = Instant::now();

@@ -20,14 +20,23 @@ pub fn mentions(n: usize, orgs: u128) -> Vec<(MentionKey, Option<MentionBody>)> 
         .map(|i| {
             let i128 = i as u128;
             let org = Uuid::from_u128(1 + i128 % orgs);
-            let key = MentionKey { org, id: Uuid::from_u128(1_000_000 + i128) };
+            let key = MentionKey {
+                org,
+                id: Uuid::from_u128(1_000_000 + i128),
+            };
             let body = MentionBody {
                 source: Uuid::from_u128(100 + (i128 * 7) % 4),
-                created_at_us: 1_790_000_000_000_000 + ((i as i64 * 7_919_000_003) % (30 * 86_400_000_000)),
+                created_at_us: 1_790_000_000_000_000
+                    + ((i as i64 * 7_919_000_003) % (30 * 86_400_000_000)),
                 text: TEXTS[i % TEXTS.len()].to_string(),
                 author: "@bench".into(),
                 url: "https://example.com/p".into(),
-                engagement: Engagement { likes: (i % 50) as u64, shares: (i % 7) as u64, replies: 1, author_followers: 300 },
+                engagement: Engagement {
+                    likes: (i % 50) as u64,
+                    shares: (i % 7) as u64,
+                    replies: 1,
+                    author_followers: 300,
+                },
             };
             (key, Some(body))
         })

@@ -9,11 +9,19 @@ use crate::domain::{Source, SourceType};
 
 /// `vigie migrate`.
 pub async fn migrate(ch: &ClickHouseConfig) -> anyhow::Result<()> {
-    let report = migrations::migrate(ch).await.with_context(|| format!("migrating {} at {}", ch.database, ch.url))?;
+    let report = migrations::migrate(ch)
+        .await
+        .with_context(|| format!("migrating {} at {}", ch.database, ch.url))?;
     if report.applied.is_empty() {
-        println!("database {} is up to date (version {})", ch.database, report.version);
+        println!(
+            "database {} is up to date (version {})",
+            ch.database, report.version
+        );
     } else {
-        println!("database {}: applied {:?}, now at version {}", ch.database, report.applied, report.version);
+        println!(
+            "database {}: applied {:?}, now at version {}",
+            ch.database, report.applied, report.version
+        );
     }
     Ok(())
 }
@@ -22,11 +30,16 @@ pub async fn migrate(ch: &ClickHouseConfig) -> anyhow::Result<()> {
 pub async fn org(ch: &ClickHouseConfig, cmd: OrgCommand) -> anyhow::Result<()> {
     match cmd {
         OrgCommand::Create { name, json } => {
-            let (org, key) = catalog::create_org(&ch.client(), &name).await.context("creating organisation")?;
+            let (org, key) = catalog::create_org(&ch.client(), &name)
+                .await
+                .context("creating organisation")?;
             if json {
                 println!("{}", json!({"org_id": org.id, "ingest_key": key}));
             } else {
-                println!("organisation {} created: {}\ningest key (shown once): {}", org.name, org.id, key);
+                println!(
+                    "organisation {} created: {}\ningest key (shown once): {}",
+                    org.name, org.id, key
+                );
             }
         }
     }
@@ -37,11 +50,21 @@ pub async fn org(ch: &ClickHouseConfig, cmd: OrgCommand) -> anyhow::Result<()> {
 pub async fn source(ch: &ClickHouseConfig, cmd: SourceCommand) -> anyhow::Result<()> {
     let client = ch.client();
     match cmd {
-        SourceCommand::Add { org, kind, name, keywords, json } => {
+        SourceCommand::Add {
+            org,
+            kind,
+            name,
+            keywords,
+            json,
+        } => {
             if catalog::get_org(&client, org).await?.is_none() {
                 anyhow::bail!("no organisation {org}");
             }
-            let keywords = keywords.into_iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+            let keywords = keywords
+                .into_iter()
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
             let row = catalog::add_source(&client, org, kind.code(), &name, keywords).await?;
             if json {
                 println!("{}", json!({"source_id": row.id}));
@@ -63,14 +86,25 @@ pub async fn source(ch: &ClickHouseConfig, cmd: SourceCommand) -> anyhow::Result
                     println!("{}", serde_json::to_string(&s)?);
                 } else {
                     let state = if s.is_active { "active" } else { "disabled" };
-                    println!("{}  {:<8} {:<9} {}  [{}]", s.id, s.kind.as_str(), state, s.name, s.keywords.join(", "));
+                    println!(
+                        "{}  {:<8} {:<9} {}  [{}]",
+                        s.id,
+                        s.kind.as_str(),
+                        state,
+                        s.name,
+                        s.keywords.join(", ")
+                    );
                 }
             }
         }
         SourceCommand::Disable { org, id } | SourceCommand::Enable { org, id } => {
             let active = matches!(cmd, SourceCommand::Enable { .. });
             match catalog::set_source_active(&client, org, id, active).await? {
-                Some(row) => println!("source {} {}", row.id, if active { "enabled" } else { "disabled" }),
+                Some(row) => println!(
+                    "source {} {}",
+                    row.id,
+                    if active { "enabled" } else { "disabled" }
+                ),
                 None => anyhow::bail!("organisation {org} has no source {id}"),
             }
         }

@@ -19,13 +19,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -48,11 +49,18 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
 
     let metrics = Arc::new(Metrics::default());
-    let runtime = RuntimeConfig { workers: settings.workers, ..RuntimeConfig::default() };
+    let runtime = RuntimeConfig {
+        workers: settings.workers,
+        ..RuntimeConfig::default()
+    };
     let (sink_tx, sink_rx) = mpsc::channel(runtime.channel_depth);
-    let sink_cfg = SinkConfig { clickhouse: ch.clone(), dead_letter_dir: settings.data_dir.join("dead-letter") };
+    let sink_cfg = SinkConfig {
+        clickhouse: ch.clone(),
+        dead_letter_dir: settings.data_dir.join("dead-letter"),
+    };
     let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone()));
-    let (wal, replay) = Wal::open(&settings.data_dir.join("wal")).context("opening the write-ahead log")?;
+    let (wal, replay) =
+        Wal::open(&settings.data_dir.join("wal")).context("opening the write-ahead log")?;
     let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay);
 
     let state = Arc::new(IngestState {

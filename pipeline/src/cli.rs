@@ -37,7 +37,12 @@ pub struct GlobalOpts {
     #[arg(long, env = "VIGIE_CLICKHOUSE_USER", global = true)]
     pub clickhouse_user: Option<String>,
     /// ClickHouse password
-    #[arg(long, env = "VIGIE_CLICKHOUSE_PASSWORD", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VIGIE_CLICKHOUSE_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
     pub clickhouse_password: Option<String>,
     /// TOML file with defaults for any option (keys are option names with '_', e.g. clickhouse_url, listen, workers)
     #[arg(long, env = "VIGIE_CONFIG", global = true)]
@@ -75,7 +80,7 @@ pub struct RunOpts {
     /// Timely worker threads; records are exchanged between them by organisation [default: 1]
     #[arg(long, env = "VIGIE_WORKERS")]
     pub workers: Option<usize>,
-    /// Directory for local state (dead-letter files) [default: ./data]
+    /// Directory for local state: the write-ahead log and dead-letter files [default: ./data]
     #[arg(long, env = "VIGIE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Largest request body in bytes, before and after gzip [default: 10485760]
@@ -234,8 +239,11 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads the file named by `--config`, or an empty config.
     pub fn load(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
     }
 }
@@ -262,10 +270,24 @@ impl GlobalOpts {
     pub fn clickhouse(&self, file: &FileConfig) -> ClickHouseConfig {
         let d = ClickHouseConfig::default();
         ClickHouseConfig {
-            url: self.clickhouse_url.clone().or(file.clickhouse_url.clone()).unwrap_or(d.url),
-            database: self.database.clone().or(file.database.clone()).unwrap_or(d.database),
-            user: self.clickhouse_user.clone().or(file.clickhouse_user.clone()),
-            password: self.clickhouse_password.clone().or(file.clickhouse_password.clone()),
+            url: self
+                .clickhouse_url
+                .clone()
+                .or(file.clickhouse_url.clone())
+                .unwrap_or(d.url),
+            database: self
+                .database
+                .clone()
+                .or(file.database.clone())
+                .unwrap_or(d.database),
+            user: self
+                .clickhouse_user
+                .clone()
+                .or(file.clickhouse_user.clone()),
+            password: self
+                .clickhouse_password
+                .clone()
+                .or(file.clickhouse_password.clone()),
             ..d
         }
     }
@@ -281,11 +303,23 @@ impl RunOpts {
             ch.flush_interval = Duration::from_millis(ms);
         }
         RunSettings {
-            listen: self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             workers: self.workers.or(file.workers).unwrap_or(1).max(1),
-            data_dir: self.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data")),
-            body_limit: self.body_limit.or(file.body_limit).unwrap_or(10 * 1024 * 1024),
-            catalog_ttl: Duration::from_millis(self.catalog_ttl_ms.or(file.catalog_ttl_ms).unwrap_or(5000)),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("data")),
+            body_limit: self
+                .body_limit
+                .or(file.body_limit)
+                .unwrap_or(10 * 1024 * 1024),
+            catalog_ttl: Duration::from_millis(
+                self.catalog_ttl_ms.or(file.catalog_ttl_ms).unwrap_or(5000),
+            ),
             migrate: self.migrate,
         }
     }
@@ -303,12 +337,17 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let file: FileConfig = toml::from_str("clickhouse_url = \"http://file:8123\"\ndatabase = \"fromfile\"\nworkers = 3").unwrap();
+        let file: FileConfig = toml::from_str(
+            "clickhouse_url = \"http://file:8123\"\ndatabase = \"fromfile\"\nworkers = 3",
+        )
+        .unwrap();
         let cli = Cli::parse_from(["vigie", "--database", "flag", "run"]);
         let ch = cli.global.clickhouse(&file);
         assert_eq!(ch.url, "http://file:8123");
         assert_eq!(ch.database, "flag");
-        let Command::Run(run) = cli.command else { panic!() };
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
         let mut ch = ch;
         assert_eq!(run.resolve(&file, &mut ch).workers, 3);
     }

@@ -64,7 +64,14 @@ pub enum SourceType {
 
 impl SourceType {
     /// All types, in `Enum8` order.
-    pub const ALL: [SourceType; 6] = [Self::Reddit, Self::Twitter, Self::Discord, Self::News, Self::Forum, Self::Other];
+    pub const ALL: [SourceType; 6] = [
+        Self::Reddit,
+        Self::Twitter,
+        Self::Discord,
+        Self::News,
+        Self::Forum,
+        Self::Other,
+    ];
 
     /// The `Enum8` value stored in ClickHouse.
     pub fn code(self) -> i8 {
@@ -158,7 +165,9 @@ impl From<vigie_udfs::Label> for SentimentLabel {
 }
 
 /// Engagement numbers a scraper may know.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Engagement {
     /// Likes / upvotes.
     pub likes: u64,
@@ -448,13 +457,25 @@ mod tests {
     #[test]
     fn buckets_start_on_utc_boundaries() {
         let t = datetime!(2026-11-25 13:47:12 UTC); // a Wednesday
-        assert_eq!(bucket(Granularity::Hour, t), datetime!(2026-11-25 13:00 UTC));
+        assert_eq!(
+            bucket(Granularity::Hour, t),
+            datetime!(2026-11-25 13:00 UTC)
+        );
         assert_eq!(bucket(Granularity::Day, t), datetime!(2026-11-25 0:00 UTC));
         assert_eq!(bucket(Granularity::Week, t), datetime!(2026-11-23 0:00 UTC));
-        assert_eq!(bucket(Granularity::Month, t), datetime!(2026-11-01 0:00 UTC));
+        assert_eq!(
+            bucket(Granularity::Month, t),
+            datetime!(2026-11-01 0:00 UTC)
+        );
         let before_epoch = datetime!(1969-12-31 23:59:59 UTC);
-        assert_eq!(bucket(Granularity::Month, before_epoch), datetime!(1969-12-01 0:00 UTC));
-        assert_eq!(bucket(Granularity::Week, before_epoch), datetime!(1969-12-29 0:00 UTC));
+        assert_eq!(
+            bucket(Granularity::Month, before_epoch),
+            datetime!(1969-12-01 0:00 UTC)
+        );
+        assert_eq!(
+            bucket(Granularity::Week, before_epoch),
+            datetime!(1969-12-29 0:00 UTC)
+        );
     }
 
     #[test]

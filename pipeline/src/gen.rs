@@ -16,7 +16,15 @@ use crate::cli::GenOpts;
 use crate::post::post_batch;
 
 const BRANDS: &[&str] = &["Acme", "Nimbus", "Veloce", "Lumio", "Kestrel", "Orbea"];
-const PRODUCTS: &[&str] = &["app", "phone", "bike", "delivery", "subscription", "headphones", "update"];
+const PRODUCTS: &[&str] = &[
+    "app",
+    "phone",
+    "bike",
+    "delivery",
+    "subscription",
+    "headphones",
+    "update",
+];
 
 const EN_POSITIVE: &[&str] = &[
     "Just tried the new {b} {p} and honestly it's amazing 😍",
@@ -59,7 +67,9 @@ const FR_NEUTRAL: &[&str] = &[
     "{b} sort un nouveau {p} la semaine prochaine",
     "Le {p} {b} est disponible en magasin depuis lundi",
 ];
-const AUTHORS: &[&str] = &["alice", "bob_92", "claire.d", "dmitri", "emma_w", "fabien", "gaelle", "hugo", "ines", "jules"];
+const AUTHORS: &[&str] = &[
+    "alice", "bob_92", "claire.d", "dmitri", "emma_w", "fabien", "gaelle", "hugo", "ines", "jules",
+];
 
 /// One organisation to feed: its key and its sources.
 #[derive(Debug, Clone)]
@@ -72,14 +82,19 @@ pub struct Feed {
 
 /// Parses `KEY=SRC[,SRC…]`.
 pub fn parse_feed(s: &str) -> anyhow::Result<Feed> {
-    let (key, sources) = s.split_once('=').context("--feed must be INGEST_KEY=SOURCE_ID[,SOURCE_ID…]")?;
+    let (key, sources) = s
+        .split_once('=')
+        .context("--feed must be INGEST_KEY=SOURCE_ID[,SOURCE_ID…]")?;
     let sources = sources
         .split(',')
         .filter(|s| !s.is_empty())
         .map(|s| Uuid::parse_str(s.trim()).with_context(|| format!("bad source id {s:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(!sources.is_empty(), "--feed needs at least one source id");
-    Ok(Feed { key: key.to_string(), sources })
+    Ok(Feed {
+        key: key.to_string(),
+        sources,
+    })
 }
 
 /// Deterministic generator of mentions.
@@ -97,7 +112,12 @@ fn pick<'a>(rng: &mut StdRng, xs: &'a [&'a str]) -> &'a str {
 impl Generator {
     /// A generator seeded with `seed`, spreading event times over the `days` before `now`.
     pub fn new(seed: u64, days: f64, now: i64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed), now, days, burst: None }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            now,
+            days,
+            burst: None,
+        }
     }
 
     /// A text, its language and its intended polarity (-1, 0, 1).
@@ -145,10 +165,17 @@ impl Generator {
             }
         };
         let text = self.text(polarity);
-        let author = format!("{}{}", pick(&mut self.rng, AUTHORS), self.rng.random_range(0..1000));
-        let heavy = |rng: &mut StdRng, scale: f64| (scale * (1.0 / (1.0 - rng.random::<f64>() * 0.999) - 1.0)) as u64;
+        let author = format!(
+            "{}{}",
+            pick(&mut self.rng, AUTHORS),
+            self.rng.random_range(0..1000)
+        );
+        let heavy = |rng: &mut StdRng, scale: f64| {
+            (scale * (1.0 / (1.0 - rng.random::<f64>() * 0.999) - 1.0)) as u64
+        };
         let boost = if viral { 50.0 } else { 1.0 };
-        let created = OffsetDateTime::from_unix_timestamp(created).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let created =
+            OffsetDateTime::from_unix_timestamp(created).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let record = json!({
             "id": Uuid::from_u128(self.rng.random()).to_string(),
             "source_id": feeds[feed].sources[source],
@@ -170,10 +197,20 @@ pub async fn run(opts: GenOpts) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let mut gen = Generator::new(opts.seed, opts.days, now);
     let feeds: Vec<Feed> = if opts.feeds.is_empty() {
-        let sources = if opts.source_ids.is_empty() { vec![Uuid::nil()] } else { opts.source_ids.clone() };
-        vec![Feed { key: String::new(), sources }]
+        let sources = if opts.source_ids.is_empty() {
+            vec![Uuid::nil()]
+        } else {
+            opts.source_ids.clone()
+        };
+        vec![Feed {
+            key: String::new(),
+            sources,
+        }]
     } else {
-        opts.feeds.iter().map(|f| parse_feed(f)).collect::<anyhow::Result<_>>()?
+        opts.feeds
+            .iter()
+            .map(|f| parse_feed(f))
+            .collect::<anyhow::Result<_>>()?
     };
     let Some(base) = opts.post.clone() else {
         use std::io::Write;
@@ -186,7 +223,10 @@ pub async fn run(opts: GenOpts) -> anyhow::Result<()> {
         }
         return Ok(());
     };
-    anyhow::ensure!(!opts.feeds.is_empty(), "--post needs at least one --feed KEY=SOURCE_ID,…");
+    anyhow::ensure!(
+        !opts.feeds.is_empty(),
+        "--post needs at least one --feed KEY=SOURCE_ID,…"
+    );
     let client = reqwest::Client::new();
     let started = Instant::now();
     let batch = opts.batch.max(1);
@@ -203,7 +243,13 @@ pub async fn run(opts: GenOpts) -> anyhow::Result<()> {
         let last = opts.count != 0 && sent == opts.count;
         for i in 0..feeds.len() {
             if counts[i] >= batch || (last && counts[i] > 0) {
-                let a = post_batch(&client, &base, &feeds[i].key, std::mem::take(&mut buffers[i])).await?;
+                let a = post_batch(
+                    &client,
+                    &base,
+                    &feeds[i].key,
+                    std::mem::take(&mut buffers[i]),
+                )
+                .await?;
                 accepted += a.accepted;
                 rejected += a.rejected;
                 counts[i] = 0;
@@ -225,12 +271,21 @@ pub async fn run(opts: GenOpts) -> anyhow::Result<()> {
     }
     for i in 0..feeds.len() {
         if counts[i] > 0 {
-            let a = post_batch(&client, &base, &feeds[i].key, std::mem::take(&mut buffers[i])).await?;
+            let a = post_batch(
+                &client,
+                &base,
+                &feeds[i].key,
+                std::mem::take(&mut buffers[i]),
+            )
+            .await?;
             accepted += a.accepted;
             rejected += a.rejected;
         }
     }
-    eprintln!("gen: done: {sent} generated, {accepted} accepted, {rejected} rejected in {:.1?}", started.elapsed());
+    eprintln!(
+        "gen: done: {sent} generated, {accepted} accepted, {rejected} rejected in {:.1?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -240,7 +295,10 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_valid() {
-        let feeds = vec![Feed { key: "k".into(), sources: vec![Uuid::from_u128(1), Uuid::from_u128(2)] }];
+        let feeds = vec![Feed {
+            key: "k".into(),
+            sources: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+        }];
         let mut a = Generator::new(7, 2.0, 1_790_000_000);
         let mut b = Generator::new(7, 2.0, 1_790_000_000);
         for i in 0..2000 {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use vigie_sinks::SinkMetrics;
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 /// A fixed-bucket latency histogram.
 #[derive(Debug, Default)]
@@ -34,11 +36,19 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", self.counts[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{le}\"}} {}",
+                self.counts[i].load(Relaxed)
+            );
         }
         let n = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {n}");
     }
 }
@@ -108,28 +118,76 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter(&mut out, "vigie_mentions_accepted_total", "Mentions accepted by ingest.", self.mentions_accepted.load(Relaxed));
-        counter(&mut out, "vigie_mentions_rejected_total", "Records rejected by validation.", self.mentions_rejected.load(Relaxed));
-        counter(&mut out, "vigie_deletions_accepted_total", "Mention deletions accepted.", self.deletions_accepted.load(Relaxed));
+        counter(
+            &mut out,
+            "vigie_mentions_accepted_total",
+            "Mentions accepted by ingest.",
+            self.mentions_accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vigie_mentions_rejected_total",
+            "Records rejected by validation.",
+            self.mentions_rejected.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vigie_deletions_accepted_total",
+            "Mention deletions accepted.",
+            self.deletions_accepted.load(Relaxed),
+        );
         let _ = writeln!(out, "# HELP vigie_ingest_requests_total Ingest requests by HTTP status.\n# TYPE vigie_ingest_requests_total counter");
         for (i, s) in STATUSES.iter().enumerate() {
-            let _ = writeln!(out, "vigie_ingest_requests_total{{status=\"{s}\"}} {}", self.requests[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "vigie_ingest_requests_total{{status=\"{s}\"}} {}",
+                self.requests[i].load(Relaxed)
+            );
         }
-        self.ingest_latency.render(&mut out, "vigie_ingest_latency_seconds", "Time from request to acknowledgement.");
-        self.sink_batch_latency.render(&mut out, "vigie_sink_batch_seconds", "Time to write one dataflow batch to ClickHouse.");
-        self.wal_sync_latency.render(&mut out, "vigie_wal_sync_seconds", "Time to append and fsync one epoch to the write-ahead log.");
+        self.ingest_latency.render(
+            &mut out,
+            "vigie_ingest_latency_seconds",
+            "Time from request to acknowledgement.",
+        );
+        self.sink_batch_latency.render(
+            &mut out,
+            "vigie_sink_batch_seconds",
+            "Time to write one dataflow batch to ClickHouse.",
+        );
+        self.wal_sync_latency.render(
+            &mut out,
+            "vigie_wal_sync_seconds",
+            "Time to append and fsync one epoch to the write-ahead log.",
+        );
         let _ = writeln!(
             out,
             "# HELP vigie_wal_bytes Size of the write-ahead log.\n# TYPE vigie_wal_bytes gauge\nvigie_wal_bytes {}",
             self.wal_bytes.load(Relaxed)
         );
-        counter(&mut out, "vigie_dataflow_epochs_total", "Epochs (dataflow times) fed to the graph.", self.epochs.load(Relaxed));
-        counter(&mut out, "vigie_dataflow_records_total", "Upserts fed to the graph.", self.dataflow_records.load(Relaxed));
+        counter(
+            &mut out,
+            "vigie_dataflow_epochs_total",
+            "Epochs (dataflow times) fed to the graph.",
+            self.epochs.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vigie_dataflow_records_total",
+            "Upserts fed to the graph.",
+            self.dataflow_records.load(Relaxed),
+        );
         let fed = self.dataflow_time.load(Relaxed);
         let committed = self.committed_time.load(Relaxed);
-        let lag = if committed >= fed { 0.0 } else { (fed - committed) as f64 / 1000.0 };
+        let lag = if committed >= fed {
+            0.0
+        } else {
+            (fed - committed) as f64 / 1000.0
+        };
         let _ = writeln!(
             out,
             "# HELP vigie_dataflow_lag_seconds Dataflow time fed minus dataflow time written to ClickHouse.\n# TYPE vigie_dataflow_lag_seconds gauge\nvigie_dataflow_lag_seconds {lag}"

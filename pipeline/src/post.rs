@@ -17,7 +17,12 @@ pub struct Answer {
 }
 
 /// Posts one NDJSON body to `{base}/v1/mentions`, retrying 503s and connection errors.
-pub async fn post_batch(client: &reqwest::Client, base: &str, key: &str, body: String) -> anyhow::Result<Answer> {
+pub async fn post_batch(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: String,
+) -> anyhow::Result<Answer> {
     let url = format!("{}/v1/mentions", base.trim_end_matches('/'));
     let mut wait = Duration::from_millis(100);
     for _ in 0..20 {
@@ -30,7 +35,10 @@ pub async fn post_batch(client: &reqwest::Client, base: &str, key: &str, body: S
             .await;
         match sent {
             Ok(resp) if resp.status().as_u16() == 202 || resp.status().as_u16() == 422 => {
-                return resp.json::<Answer>().await.context("reading ingest's answer");
+                return resp
+                    .json::<Answer>()
+                    .await
+                    .context("reading ingest's answer");
             }
             Ok(resp) if resp.status().as_u16() == 503 => {}
             Ok(resp) => {

@@ -10,7 +10,8 @@ use crate::post::post_batch;
 
 /// `vigie replay`.
 pub async fn run(opts: ReplayOpts) -> anyhow::Result<()> {
-    let file = std::fs::File::open(&opts.file).with_context(|| format!("opening {}", opts.file.display()))?;
+    let file = std::fs::File::open(&opts.file)
+        .with_context(|| format!("opening {}", opts.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = ProgressBar::new(size);
     bar.set_style(
@@ -43,6 +44,9 @@ pub async fn run(opts: ReplayOpts) -> anyhow::Result<()> {
         rejected += a.rejected;
     }
     bar.finish_with_message(format!("{accepted} accepted, {rejected} rejected"));
-    println!("replayed {}: {accepted} accepted, {rejected} rejected", opts.file.display());
+    println!(
+        "replayed {}: {accepted} accepted, {rejected} rejected",
+        opts.file.display()
+    );
     Ok(())
 }

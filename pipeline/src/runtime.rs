@@ -115,7 +115,11 @@ impl Dataflow {
             .expect("spawning the timely thread");
         let (submissions, rx) = mpsc::channel(cfg.channel_depth);
         let router = tokio::spawn(route(rx, senders, cfg, metrics, wal, replay));
-        Dataflow { submissions, workers: handle, router }
+        Dataflow {
+            submissions,
+            workers: handle,
+            router,
+        }
     }
 
     /// Waits for the router and the workers to finish (after every submission sender is dropped).
@@ -143,7 +147,8 @@ fn run_worker(
         use timely::dataflow::operators::Input;
         let upserts = scope.input_from(&mut input);
         let changes = build(upserts, cfg);
-        let changes = differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
+        let changes =
+            differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
         emit(changes, index, sink);
     });
     loop {
@@ -181,7 +186,9 @@ fn run_worker(
 /// All records of an epoch share one dataflow time, and the upsert operator resolves ties
 /// at one time by value, not by order; so a delete that follows a post in the same epoch
 /// must win here, before the graph sees them.
-pub fn last_write_wins(upserts: Vec<(MentionKey, Option<MentionBody>)>) -> Vec<(MentionKey, Option<MentionBody>)> {
+pub fn last_write_wins(
+    upserts: Vec<(MentionKey, Option<MentionBody>)>,
+) -> Vec<(MentionKey, Option<MentionBody>)> {
     // Keyed by the full identity: `MentionKey`'s own `Hash` covers only the organisation.
     let mut last: HashMap<(uuid::Uuid, uuid::Uuid), usize> = HashMap::with_capacity(upserts.len());
     for (i, (k, _)) in upserts.iter().enumerate() {
@@ -190,7 +197,12 @@ pub fn last_write_wins(upserts: Vec<(MentionKey, Option<MentionBody>)>) -> Vec<(
     if last.len() == upserts.len() {
         return upserts;
     }
-    upserts.into_iter().enumerate().filter(|(i, (k, _))| last.get(&(k.org, k.id)) == Some(i)).map(|(_, u)| u).collect()
+    upserts
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (k, _))| last.get(&(k.org, k.id)) == Some(i))
+        .map(|(_, u)| u)
+        .collect()
 }
 
 /// The worker that owns an organisation's records (the same routing as the graph's exchange).
@@ -199,10 +211,16 @@ pub fn worker_for(key: &MentionKey, workers: usize) -> usize {
 }
 
 fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn send_epoch(workers: &[mpsc::Sender<Epoch>], time: u64, upserts: Vec<(MentionKey, Option<MentionBody>)>) -> bool {
+async fn send_epoch(
+    workers: &[mpsc::Sender<Epoch>],
+    time: u64,
+    upserts: Vec<(MentionKey, Option<MentionBody>)>,
+) -> bool {
     let mut parts: Vec<Vec<(MentionKey, Option<MentionBody>)>> = vec![Vec::new(); workers.len()];
     for (key, body) in upserts {
         parts[worker_for(&key, workers.len())].push((key, body));
@@ -225,7 +243,10 @@ async fn route(
 ) {
     let mut last_time = 0u64;
     if !replay.is_empty() {
-        let (epochs, records) = (replay.len(), replay.iter().map(|e| e.1.len()).sum::<usize>());
+        let (epochs, records) = (
+            replay.len(),
+            replay.iter().map(|e| e.1.len()).sum::<usize>(),
+        );
         tracing::info!(epochs, records, "replaying the write-ahead log");
         for (time, upserts) in replay {
             last_time = last_time.max(time);

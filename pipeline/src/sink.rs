@@ -112,11 +112,18 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
             }
         }
     }
-    out.deletions = retracted.difference(&present).map(|k| MentionRef { org_id: k.org, id: k.id }).collect();
+    out.deletions = retracted
+        .difference(&present)
+        .map(|k| MentionRef {
+            org_id: k.org,
+            id: k.id,
+        })
+        .collect();
     for k in trend_old.iter().filter(|k| !trend_new.contains_key(k)) {
         out.trends.push(trend_row(k, &Sums::default(), time));
     }
-    out.trends.extend(trend_new.iter().map(|(k, s)| trend_row(k, s, time)));
+    out.trends
+        .extend(trend_new.iter().map(|(k, s)| trend_row(k, s, time)));
     out
 }
 
@@ -132,13 +139,26 @@ pub struct SinkConfig {
 /// Consumes the graph's batches until the channel closes, then flushes everything.
 pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Arc<Metrics>) {
     let ch = &cfg.clickhouse;
-    let mut mentions = BatchWriter::<MentionRow>::new(ch, "mentions", metrics.sink.clone(), cfg.dead_letter_dir.clone());
-    let mut trends = BatchWriter::<TrendRow>::new(ch, "trends", metrics.sink.clone(), cfg.dead_letter_dir.clone());
+    let mut mentions = BatchWriter::<MentionRow>::new(
+        ch,
+        "mentions",
+        metrics.sink.clone(),
+        cfg.dead_letter_dir.clone(),
+    );
+    let mut trends = BatchWriter::<TrendRow>::new(
+        ch,
+        "trends",
+        metrics.sink.clone(),
+        cfg.dead_letter_dir.clone(),
+    );
     let client = ch.client();
     let mut deletions: Vec<MentionRef> = Vec::new();
     let mut max_time = 0u64;
     loop {
-        let deadline = [mentions.deadline(), trends.deadline()].into_iter().flatten().min();
+        let deadline = [mentions.deadline(), trends.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         let next = match deadline {
             // `None` when a buffer is due before the next batch arrives.
             Some(d) => tokio::time::timeout_at(d.into(), rx.recv()).await.ok(),
@@ -214,7 +234,10 @@ async fn delete_mentions(
                 Err(e) => return Err(e),
             }
         }
-        metrics.sink.mentions_deleted.fetch_add(chunk.len() as u64, Relaxed);
+        metrics
+            .sink
+            .mentions_deleted
+            .fetch_add(chunk.len() as u64, Relaxed);
     }
     Ok(refs.len())
 }

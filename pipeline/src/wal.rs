@@ -54,7 +54,10 @@ pub struct Wal {
 const HEADER: usize = 8;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io { path: path.to_path_buf(), source }
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Wal {
@@ -62,24 +65,46 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Wal, Vec<LoggedEpoch>), WalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join("mentions.wal");
-        let (epochs, good_len) = if path.exists() { read_all(&path)? } else { (Vec::new(), 0) };
-        let file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path).map_err(io(&path))?;
+        let (epochs, good_len) = if path.exists() {
+            read_all(&path)?
+        } else {
+            (Vec::new(), 0)
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
         if len > good_len {
             tracing::warn!(path = %path.display(), cut = len - good_len, "cutting a torn record off the log's tail");
             file.set_len(good_len).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
-        let mut wal = Wal { path, file, bytes: good_len };
+        let mut wal = Wal {
+            path,
+            file,
+            bytes: good_len,
+        };
         use std::io::Seek;
-        wal.file.seek(std::io::SeekFrom::End(0)).map_err(io(&wal.path))?;
+        wal.file
+            .seek(std::io::SeekFrom::End(0))
+            .map_err(io(&wal.path))?;
         Ok((wal, epochs))
     }
 
     /// Appends one epoch and syncs it to disk.
-    pub fn append(&mut self, time: u64, upserts: &[(MentionKey, Option<MentionBody>)]) -> Result<(), WalError> {
-        let payload = bincode::serialize(&(time, upserts)).map_err(|e| WalError::Encode(e.to_string()))?;
-        let len = u32::try_from(payload.len()).map_err(|_| WalError::Encode("epoch larger than 4 GiB".into()))?;
+    pub fn append(
+        &mut self,
+        time: u64,
+        upserts: &[(MentionKey, Option<MentionBody>)],
+    ) -> Result<(), WalError> {
+        let payload =
+            bincode::serialize(&(time, upserts)).map_err(|e| WalError::Encode(e.to_string()))?;
+        let len = u32::try_from(payload.len())
+            .map_err(|_| WalError::Encode("epoch larger than 4 GiB".into()))?;
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -125,7 +150,12 @@ fn read_all(path: &Path) -> Result<(Vec<LoggedEpoch>, u64), WalError> {
             Some(epoch) => epochs.push(epoch),
             // The last record may be torn; anything before the end is corruption.
             None if end == total => return Ok((epochs, offset)),
-            None => return Err(WalError::Corrupted { path: path.to_path_buf(), offset }),
+            None => {
+                return Err(WalError::Corrupted {
+                    path: path.to_path_buf(),
+                    offset,
+                })
+            }
         }
         offset = end;
     }
@@ -149,7 +179,10 @@ mod tests {
     use uuid::Uuid;
 
     fn epoch(i: u128) -> Vec<(MentionKey, Option<MentionBody>)> {
-        let key = MentionKey { org: Uuid::from_u128(1), id: Uuid::from_u128(i) };
+        let key = MentionKey {
+            org: Uuid::from_u128(1),
+            id: Uuid::from_u128(i),
+        };
         let body = MentionBody {
             source: Uuid::from_u128(2),
             created_at_us: 1_790_000_000_000_000,
@@ -158,7 +191,16 @@ mod tests {
             url: "https://e.com".into(),
             engagement: Engagement::default(),
         };
-        vec![(key, Some(body)), (MentionKey { org: Uuid::from_u128(1), id: Uuid::from_u128(i + 1000) }, None)]
+        vec![
+            (key, Some(body)),
+            (
+                MentionKey {
+                    org: Uuid::from_u128(1),
+                    id: Uuid::from_u128(i + 1000),
+                },
+                None,
+            ),
+        ]
     }
 
     fn tmp() -> PathBuf {
@@ -212,7 +254,10 @@ mod tests {
         bytes[HEADER + 3] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
         let err = Wal::open(&dir).err().expect("corruption must be reported");
-        assert!(matches!(err, WalError::Corrupted { offset: 0, .. }), "{err}");
+        assert!(
+            matches!(err, WalError::Corrupted { offset: 0, .. }),
+            "{err}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -17,7 +17,15 @@ use vigie_pipeline::graph::{build, Upsert};
 use vigie_pipeline::runtime::last_write_wins;
 use vigie_udfs::ScoreConfig;
 
-const TEXTS: &[&str] = &["love it", "hate it, awful", "meh", "génial", "nul, très déçu", "scary and sad", "so happy 😍"];
+const TEXTS: &[&str] = &[
+    "love it",
+    "hate it, awful",
+    "meh",
+    "génial",
+    "nul, très déçu",
+    "scary and sad",
+    "so happy 😍",
+];
 
 fn body(rng: &mut StdRng, sources: &[Uuid]) -> MentionBody {
     MentionBody {
@@ -27,7 +35,12 @@ fn body(rng: &mut StdRng, sources: &[Uuid]) -> MentionBody {
         text: TEXTS[rng.random_range(0..TEXTS.len())].to_string(),
         author: "@a".into(),
         url: "https://e.com".into(),
-        engagement: Engagement { likes: rng.random_range(0..10), shares: rng.random_range(0..10), replies: 0, author_followers: 5 },
+        engagement: Engagement {
+            likes: rng.random_range(0..10),
+            shares: rng.random_range(0..10),
+            replies: 0,
+            author_followers: 5,
+        },
     }
 }
 
@@ -39,7 +52,12 @@ fn oracle(model: &HashMap<MentionKey, MentionBody>, cfg: &ScoreConfig) -> BTreeM
         let s = score_one(*k, b.clone(), cfg);
         let secs = b.created_at_us.div_euclid(1_000_000);
         for g in Granularity::ALL {
-            let key = TrendKey { org: k.org, granularity: g, bucket: g.bucket_start(secs), source: b.source };
+            let key = TrendKey {
+                org: k.org,
+                granularity: g,
+                bucket: g.bucket_start(secs),
+                source: b.source,
+            };
             let e = trends.entry(key).or_default();
             use differential_dataflow::difference::Semigroup;
             e.plus_equals(&s.sums());
@@ -59,7 +77,11 @@ fn graph_matches_a_plain_recomputation_after_every_epoch() {
     let epochs: Vec<Vec<(MentionKey, Option<MentionBody>)>> = {
         let mut rng = StdRng::seed_from_u64(3);
         let orgs = [Uuid::from_u128(1), Uuid::from_u128(2)];
-        let sources = [Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12)];
+        let sources = [
+            Uuid::from_u128(10),
+            Uuid::from_u128(11),
+            Uuid::from_u128(12),
+        ];
         let mut ids: Vec<MentionKey> = Vec::new();
         (0..40)
             .map(|_| {
@@ -67,11 +89,17 @@ fn graph_matches_a_plain_recomputation_after_every_epoch() {
                     .map(|_| {
                         let roll = rng.random_range(0..10);
                         if roll < 5 || ids.is_empty() {
-                            let k = MentionKey { org: orgs[rng.random_range(0..2)], id: Uuid::from_u128(rng.random()) };
+                            let k = MentionKey {
+                                org: orgs[rng.random_range(0..2)],
+                                id: Uuid::from_u128(rng.random()),
+                            };
                             ids.push(k);
                             (k, Some(body(&mut rng, &sources)))
                         } else if roll < 8 {
-                            (ids[rng.random_range(0..ids.len())], Some(body(&mut rng, &sources)))
+                            (
+                                ids[rng.random_range(0..ids.len())],
+                                Some(body(&mut rng, &sources)),
+                            )
                         } else {
                             (ids[rng.random_range(0..ids.len())], None)
                         }
@@ -82,7 +110,8 @@ fn graph_matches_a_plain_recomputation_after_every_epoch() {
     };
     let fed = epochs.clone();
     timely::execute_directly(move |worker| {
-        let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> = InputHandle::new();
+        let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
+            InputHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut input);
             build(upserts, cfg).inner.capture_into(tx.clone());

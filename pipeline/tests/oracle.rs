@@ -15,7 +15,11 @@ async fn trends_equal_a_batch_recompute_over_mentions_after_a_random_stream() {
     let tenants = tenants(&db, 2, 3);
     let v = Vigie::start(&db, &[]);
     let ids = random_workload(&v, &tenants, 7, 1500).await;
-    assert!(ids.len() > 500, "the workload keeps most mentions: {}", ids.len());
+    assert!(
+        ids.len() > 500,
+        "the workload keeps most mentions: {}",
+        ids.len()
+    );
     wait_for_ids(&db, &ids).await;
 
     let trends = assert_trends_match_oracle(&db, Duration::from_secs(30)).await;
@@ -25,10 +29,18 @@ async fn trends_equal_a_batch_recompute_over_mentions_after_a_random_stream() {
             .filter(|r| r[1].as_str() == Some(g))
             .map(|r| r[4].as_str().and_then(|s| s.parse::<u64>().ok()).unwrap())
             .sum();
-        assert_eq!(n as usize, ids.len(), "granularity {g} counts every stored mention once");
+        assert_eq!(
+            n as usize,
+            ids.len(),
+            "granularity {g} counts every stored mention once"
+        );
     }
     // Every granularity is present and buckets are proper.
-    let per_gran = rows(&db, "SELECT toInt8(granularity), count() FROM trends_current GROUP BY 1 ORDER BY 1").await;
+    let per_gran = rows(
+        &db,
+        "SELECT toInt8(granularity) AS g, count() FROM trends_current GROUP BY g ORDER BY g",
+    )
+    .await;
     assert_eq!(per_gran.len(), 4, "{per_gran:?}");
 
     // A clean shutdown exits 0.

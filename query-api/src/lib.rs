@@ -23,7 +23,9 @@ async fn healthz() -> Json<Health> {
 
 /// The router.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(state)
 }
 
 #[cfg(test)]
@@ -34,10 +36,17 @@ mod tests {
     async fn healthz_answers_over_a_real_socket() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app(AppState::default())).await.unwrap() });
+        tokio::spawn(async move {
+            axum::serve(listener, app(AppState::default()))
+                .await
+                .unwrap()
+        });
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = String::new();
         stream.read_to_string(&mut buf).await.unwrap();
         assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");

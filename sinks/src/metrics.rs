@@ -49,16 +49,44 @@ impl SinkMetrics {
         use std::fmt::Write;
         type Series = (&'static str, &'static str, fn(&TableCounters) -> &AtomicU64);
         let series: [Series; 6] = [
-            ("vigie_clickhouse_rows_total", "Rows acknowledged by ClickHouse.", |c| &c.rows),
-            ("vigie_clickhouse_inserts_total", "Insert requests acknowledged by ClickHouse.", |c| &c.inserts),
-            ("vigie_clickhouse_errors_total", "Failed ClickHouse insert attempts.", |c| &c.errors),
-            ("vigie_clickhouse_retries_total", "Retries after transient ClickHouse errors.", |c| &c.retries),
-            ("vigie_clickhouse_dead_lettered_batches_total", "Batches rejected permanently by ClickHouse and written to the dead-letter file.", |c| &c.dead_lettered_batches),
-            ("vigie_clickhouse_insert_seconds_sum", "Total time spent in successful inserts.", |c| &c.insert_micros),
+            (
+                "vigie_clickhouse_rows_total",
+                "Rows acknowledged by ClickHouse.",
+                |c| &c.rows,
+            ),
+            (
+                "vigie_clickhouse_inserts_total",
+                "Insert requests acknowledged by ClickHouse.",
+                |c| &c.inserts,
+            ),
+            (
+                "vigie_clickhouse_errors_total",
+                "Failed ClickHouse insert attempts.",
+                |c| &c.errors,
+            ),
+            (
+                "vigie_clickhouse_retries_total",
+                "Retries after transient ClickHouse errors.",
+                |c| &c.retries,
+            ),
+            (
+                "vigie_clickhouse_dead_lettered_batches_total",
+                "Batches rejected permanently by ClickHouse and written to the dead-letter file.",
+                |c| &c.dead_lettered_batches,
+            ),
+            (
+                "vigie_clickhouse_insert_seconds_sum",
+                "Total time spent in successful inserts.",
+                |c| &c.insert_micros,
+            ),
         ];
         for (name, help, get) in series {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let kind = if name.ends_with("_sum") { "gauge" } else { "counter" };
+            let kind = if name.ends_with("_sum") {
+                "gauge"
+            } else {
+                "counter"
+            };
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for table in TABLES {
                 if let Some(c) = self.table(table) {
@@ -71,8 +99,15 @@ impl SinkMetrics {
                 }
             }
         }
-        let _ = writeln!(out, "# HELP vigie_mentions_deleted_total Mentions removed from ClickHouse by deletion.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_mentions_deleted_total Mentions removed from ClickHouse by deletion."
+        );
         let _ = writeln!(out, "# TYPE vigie_mentions_deleted_total counter");
-        let _ = writeln!(out, "vigie_mentions_deleted_total {}", self.mentions_deleted.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "vigie_mentions_deleted_total {}",
+            self.mentions_deleted.load(Ordering::Relaxed)
+        );
     }
 }

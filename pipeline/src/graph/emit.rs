@@ -25,28 +25,41 @@ pub struct SinkBatch {
 }
 
 /// Installs the emit operator at the end of the graph.
-pub fn emit<'s>(changes: VecCollection<'s, u64, Change>, worker: usize, tx: tokio::sync::mpsc::Sender<SinkBatch>) {
+pub fn emit<'s>(
+    changes: VecCollection<'s, u64, Change>,
+    worker: usize,
+    tx: tokio::sync::mpsc::Sender<SinkBatch>,
+) {
     let mut stash: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
-    changes.inner.sink(Pipeline, "Emit", move |(input, frontier)| {
-        input.for_each(|_cap, data| {
-            for (change, time, diff) in data.drain(..) {
-                stash.entry(time).or_default().push((change, diff));
+    changes
+        .inner
+        .sink(Pipeline, "Emit", move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                for (change, time, diff) in data.drain(..) {
+                    stash.entry(time).or_default().push((change, diff));
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (time, mut changes) = entry.remove_entry();
+                consolidate(&mut changes);
+                if changes.is_empty() {
+                    continue;
+                }
+                if tx
+                    .blocking_send(SinkBatch {
+                        worker,
+                        time,
+                        changes,
+                    })
+                    .is_err()
+                {
+                    // The sink is gone (shutdown); nothing more can be delivered.
+                    stash.clear();
+                    return;
+                }
             }
         });
-        while let Some(entry) = stash.first_entry() {
-            if frontier.less_equal(entry.key()) {
-                break;
-            }
-            let (time, mut changes) = entry.remove_entry();
-            consolidate(&mut changes);
-            if changes.is_empty() {
-                continue;
-            }
-            if tx.blocking_send(SinkBatch { worker, time, changes }).is_err() {
-                // The sink is gone (shutdown); nothing more can be delivered.
-                stash.clear();
-                return;
-            }
-        }
-    });
 }

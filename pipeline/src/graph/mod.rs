@@ -24,7 +24,10 @@ pub type Upsert = (MentionKey, Option<MentionBody>, u64);
 ///
 /// Upserts make ingest idempotent: re-posting a mention with the same id and body changes
 /// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
-pub fn build<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, cfg: ScoreConfig) -> VecCollection<'s, u64, Change> {
+pub fn build<'s>(
+    upserts: Stream<'s, u64, Vec<Upsert>>,
+    cfg: ScoreConfig,
+) -> VecCollection<'s, u64, Change> {
     let mentions = arrange_from_upsert::<
         ValBuilder<MentionKey, MentionBody, u64, isize>,
         ValSpine<MentionKey, MentionBody, u64, isize>,
@@ -36,7 +39,9 @@ pub fn build<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, cfg: ScoreConfig) -> Vec
     let scored = score::score(mentions, cfg);
     let trends = trends::trends(scored.clone());
 
-    scored.map(Change::Mention).concat(trends.map(|(k, s)| Change::Trend(k, s)))
+    scored
+        .map(Change::Mention)
+        .concat(trends.map(|(k, s)| Change::Trend(k, s)))
 }
 
 /// Convenience for tests: the scope type the graph runs in.

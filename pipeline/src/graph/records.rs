@@ -104,10 +104,18 @@ impl Scored {
 
     /// Emotion names present, strongest first (ties in Plutchik order).
     pub fn emotion_names(&self) -> Vec<String> {
-        let mut present: Vec<(u16, usize)> =
-            self.emotions.iter().enumerate().filter(|(_, w)| **w > 0).map(|(i, w)| (*w, i)).collect();
+        let mut present: Vec<(u16, usize)> = self
+            .emotions
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w > 0)
+            .map(|(i, w)| (*w, i))
+            .collect();
         present.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        present.into_iter().map(|(_, i)| vigie_udfs::Emotion::ALL[i].as_str().to_string()).collect()
+        present
+            .into_iter()
+            .map(|(_, i)| vigie_udfs::Emotion::ALL[i].as_str().to_string())
+            .collect()
     }
 }
 
@@ -134,7 +142,9 @@ impl Hash for TrendKey {
 /// collection: adding a mention adds its `Sums`, retracting it adds the negation, so
 /// trends are maintained without keeping mentions per key (DESIGN.md, "aggregates as
 /// differences").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Sums {
     /// Mentions.
     pub n: i64,
@@ -157,7 +167,10 @@ impl Sums {
     pub fn top_emotions(&self) -> Vec<String> {
         let mut idx: Vec<usize> = (0..8).filter(|&i| self.emotions[i] > 0).collect();
         idx.sort_by(|&a, &b| self.emotions[b].cmp(&self.emotions[a]).then(a.cmp(&b)));
-        idx.into_iter().take(3).map(|i| vigie_udfs::Emotion::ALL[i].as_str().to_string()).collect()
+        idx.into_iter()
+            .take(3)
+            .map(|i| vigie_udfs::Emotion::ALL[i].as_str().to_string())
+            .collect()
     }
 }
 

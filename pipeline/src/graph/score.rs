@@ -28,7 +28,10 @@ pub fn score_one(key: MentionKey, body: MentionBody, cfg: &ScoreConfig) -> Score
         label: crate::domain::SentimentLabel::from(s.sentiment.label).code(),
         score: to_micros(s.sentiment.score),
         confidence: to_micros(s.sentiment.confidence),
-        emotions: s.emotions.0.map(|w| (w.clamp(0.0, 1.0) * 1000.0).round() as u16),
+        emotions: s
+            .emotions
+            .0
+            .map(|w| (w.clamp(0.0, 1.0) * 1000.0).round() as u16),
         virality: to_micros(virality),
         body,
     }

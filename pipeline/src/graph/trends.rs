@@ -18,7 +18,12 @@ use crate::domain::Granularity;
 /// The trend keys a mention counts in, one per granularity.
 pub fn trend_keys(m: &Scored) -> [TrendKey; 4] {
     let t = m.created_at_secs();
-    Granularity::ALL.map(|g| TrendKey { org: m.key.org, granularity: g, bucket: g.bucket_start(t), source: m.body.source })
+    Granularity::ALL.map(|g| TrendKey {
+        org: m.key.org,
+        granularity: g,
+        bucket: g.bucket_start(t),
+        source: m.body.source,
+    })
 }
 
 /// The trends stage: `(key, accumulated sums)`, updated incrementally.

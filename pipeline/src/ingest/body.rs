@@ -40,10 +40,18 @@ pub enum Framing {
 /// Decides framing from the `Content-Type` header.
 pub fn framing(content_type: Option<&str>) -> Result<Framing, BodyError> {
     let raw = content_type.unwrap_or("");
-    let mime = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(Framing::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => Ok(Framing::Ndjson),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines" => Ok(Framing::Ndjson),
         _ => Err(BodyError::UnsupportedMediaType(raw.to_string())),
     }
 }
@@ -79,7 +87,8 @@ pub type Record = Result<Value, String>;
 pub fn records(body: &Bytes, framing: Framing) -> Result<Vec<Record>, BodyError> {
     match framing {
         Framing::Json => {
-            let v: Value = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            let v: Value =
+                serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
             Ok(match v {
                 Value::Array(items) => items.into_iter().map(Ok).collect(),
                 other => vec![Ok(other)],
@@ -117,10 +126,19 @@ mod tests {
 
     #[test]
     fn content_types_decide_framing() {
-        assert_eq!(framing(Some("application/json; charset=utf-8")), Ok(Framing::Json));
+        assert_eq!(
+            framing(Some("application/json; charset=utf-8")),
+            Ok(Framing::Json)
+        );
         assert_eq!(framing(Some("Application/X-NDJSON")), Ok(Framing::Ndjson));
-        assert!(matches!(framing(Some("text/plain")), Err(BodyError::UnsupportedMediaType(_))));
-        assert!(matches!(framing(None), Err(BodyError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            framing(Some("text/plain")),
+            Err(BodyError::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            framing(None),
+            Err(BodyError::UnsupportedMediaType(_))
+        ));
     }
 
     #[test]
@@ -133,14 +151,30 @@ mod tests {
 
     #[test]
     fn a_body_with_no_json_at_all_is_rejected_whole() {
-        assert!(matches!(records(&Bytes::from_static(b"hello\nworld"), Framing::Ndjson), Err(BodyError::NotJson(_))));
-        assert!(matches!(records(&Bytes::from_static(b"{oops"), Framing::Json), Err(BodyError::NotJson(_))));
+        assert!(matches!(
+            records(&Bytes::from_static(b"hello\nworld"), Framing::Ndjson),
+            Err(BodyError::NotJson(_))
+        ));
+        assert!(matches!(
+            records(&Bytes::from_static(b"{oops"), Framing::Json),
+            Err(BodyError::NotJson(_))
+        ));
     }
 
     #[test]
     fn json_array_and_object_are_records() {
-        assert_eq!(records(&Bytes::from_static(b"[{},{}]"), Framing::Json).unwrap().len(), 2);
-        assert_eq!(records(&Bytes::from_static(b"{}"), Framing::Json).unwrap().len(), 1);
+        assert_eq!(
+            records(&Bytes::from_static(b"[{},{}]"), Framing::Json)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            records(&Bytes::from_static(b"{}"), Framing::Json)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -149,7 +183,13 @@ mod tests {
         enc.write_all(&vec![b'a'; 10_000]).unwrap();
         let gz = enc.finish().unwrap();
         assert_eq!(gunzip(&gz, 10_000).unwrap().len(), 10_000);
-        assert_eq!(gunzip(&gz, 9_999), Err(BodyError::TooLarge { limit: 9_999 }));
-        assert!(matches!(gunzip(b"not gzip", 100), Err(BodyError::BadGzip(_))));
+        assert_eq!(
+            gunzip(&gz, 9_999),
+            Err(BodyError::TooLarge { limit: 9_999 })
+        );
+        assert!(matches!(
+            gunzip(b"not gzip", 100),
+            Err(BodyError::BadGzip(_))
+        ));
     }
 }

@@ -73,7 +73,9 @@ impl IngestError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             Self::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body(BodyError::BadGzip(_) | BodyError::NotJson(_)) | Self::BadId => StatusCode::BAD_REQUEST,
+            Self::Body(BodyError::BadGzip(_) | BodyError::NotJson(_)) | Self::BadId => {
+                StatusCode::BAD_REQUEST
+            }
             Self::NothingValid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -106,10 +108,14 @@ impl IngestError {
         }
         let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                "www-authenticate",
+                warp::http::HeaderValue::from_static("Bearer"),
+            );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert("retry-after", warp::http::HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from_static("1"));
         }
         resp
     }
@@ -120,19 +126,25 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 async fn authenticate(state: &IngestState, headers: &HeaderMap) -> Result<Uuid, IngestError> {
-    let auth = header(headers, "authorization").ok_or(IngestError::Unauthorized("missing Authorization: Bearer <ingest key>"))?;
+    let auth = header(headers, "authorization").ok_or(IngestError::Unauthorized(
+        "missing Authorization: Bearer <ingest key>",
+    ))?;
     let key = auth
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, k)| k.trim())
         .filter(|k| !k.is_empty())
-        .ok_or(IngestError::Unauthorized("Authorization must be: Bearer <ingest key>"))?;
+        .ok_or(IngestError::Unauthorized(
+            "Authorization must be: Bearer <ingest key>",
+        ))?;
     match state.registry.org_for_key(key).await {
         Ok(Some(org)) => Ok(org),
         Ok(None) => Err(IngestError::Unauthorized("unknown or revoked ingest key")),
         Err(e) => {
             tracing::warn!(error = %e, "key lookup failed");
-            Err(IngestError::Unavailable("cannot check the key: ClickHouse is unreachable"))
+            Err(IngestError::Unavailable(
+                "cannot check the key: ClickHouse is unreachable",
+            ))
         }
     }
 }
@@ -145,7 +157,8 @@ where
     let mut buf = BytesMut::new();
     futures_util::pin_mut!(stream);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::NotJson(format!("body could not be read: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| BodyError::NotJson(format!("body could not be read: {e}")))?;
         if buf.len() + chunk.remaining() > limit {
             return Err(BodyError::TooLarge { limit }.into());
         }
@@ -155,10 +168,15 @@ where
 }
 
 fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
-async fn submit(state: &IngestState, upserts: Vec<(MentionKey, Option<MentionBody>)>) -> Result<u64, IngestError> {
+async fn submit(
+    state: &IngestState,
+    upserts: Vec<(MentionKey, Option<MentionBody>)>,
+) -> Result<u64, IngestError> {
     let (ack, acked) = oneshot::channel();
     state
         .submissions
@@ -167,12 +185,18 @@ async fn submit(state: &IngestState, upserts: Vec<(MentionKey, Option<MentionBod
         .map_err(|_| IngestError::Unavailable("the pipeline is shutting down"))?;
     match acked.await {
         Ok(Ok(time)) => Ok(time),
-        Ok(Err(_)) => Err(IngestError::Unavailable("the mentions could not be persisted")),
+        Ok(Err(_)) => Err(IngestError::Unavailable(
+            "the mentions could not be persisted",
+        )),
         Err(_) => Err(IngestError::Unavailable("the pipeline is shutting down")),
     }
 }
 
-async fn post_mentions<S, B>(state: &IngestState, headers: &HeaderMap, stream: S) -> Result<warp::reply::Response, IngestError>
+async fn post_mentions<S, B>(
+    state: &IngestState,
+    headers: &HeaderMap,
+    stream: S,
+) -> Result<warp::reply::Response, IngestError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -181,7 +205,11 @@ where
     let framing = body::framing(header(headers, "content-type"))?;
     let gzip = body::is_gzip(header(headers, "content-encoding"))?;
     let raw = read_body(stream, state.body_limit).await?;
-    let raw = if gzip { Bytes::from(body::gunzip(&raw, state.body_limit)?) } else { raw };
+    let raw = if gzip {
+        Bytes::from(body::gunzip(&raw, state.body_limit)?)
+    } else {
+        raw
+    };
     let records = body::records(&raw, framing)?;
 
     let now = now_secs();
@@ -190,7 +218,11 @@ where
     for (index, record) in records.iter().enumerate() {
         let checked = match record {
             Ok(v) => validate::validate(index, v, org, now),
-            Err(reason) => Err(Rejection { index, field: "(record)".into(), reason: reason.clone() }),
+            Err(reason) => Err(Rejection {
+                index,
+                field: "(record)".into(),
+                reason: reason.clone(),
+            }),
         };
         match checked {
             Ok(c) => candidates.push((index, c)),
@@ -200,17 +232,25 @@ where
     let mut upserts = Vec::with_capacity(candidates.len());
     let mut ids = Vec::with_capacity(candidates.len());
     for (index, c) in candidates {
-        let state_of_source = state.registry.source(org, c.body.source).await.map_err(|e| {
-            tracing::warn!(error = %e, "source lookup failed");
-            IngestError::Unavailable("cannot check sources: ClickHouse is unreachable")
-        })?;
+        let state_of_source = state
+            .registry
+            .source(org, c.body.source)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "source lookup failed");
+                IngestError::Unavailable("cannot check sources: ClickHouse is unreachable")
+            })?;
         let reason = match state_of_source {
             SourceState::Active => None,
             SourceState::Inactive => Some("source is disabled"),
             SourceState::Unknown => Some("no such source in this organisation"),
         };
         if let Some(reason) = reason {
-            rejections.push(Rejection { index, field: "source_id".into(), reason: reason.into() });
+            rejections.push(Rejection {
+                index,
+                field: "source_id".into(),
+                reason: reason.into(),
+            });
             continue;
         }
         let id = c.id.unwrap_or_else(Uuid::new_v4);
@@ -219,27 +259,45 @@ where
     }
     rejections.sort_by_key(|r| r.index);
     let rejected = rejections.len();
-    state.metrics.mentions_rejected.fetch_add(rejected as u64, std::sync::atomic::Ordering::Relaxed);
+    state
+        .metrics
+        .mentions_rejected
+        .fetch_add(rejected as u64, std::sync::atomic::Ordering::Relaxed);
     if upserts.is_empty() {
         return Err(IngestError::NothingValid(rejections));
     }
     let accepted = upserts.len();
     submit(state, upserts).await?;
-    state.metrics.mentions_accepted.fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
-    let body = json!({"accepted": accepted, "rejected": rejected, "ids": ids, "errors": rejections});
+    state
+        .metrics
+        .mentions_accepted
+        .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
+    let body =
+        json!({"accepted": accepted, "rejected": rejected, "ids": ids, "errors": rejections});
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
 }
 
-async fn delete_mention(state: &IngestState, headers: &HeaderMap, id: &str) -> Result<warp::reply::Response, IngestError> {
+async fn delete_mention(
+    state: &IngestState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<warp::reply::Response, IngestError> {
     let org = authenticate(state, headers).await?;
     let id = Uuid::parse_str(id).map_err(|_| IngestError::BadId)?;
     submit(state, vec![(MentionKey { org, id }, None)]).await?;
-    state.metrics.deletions_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state
+        .metrics
+        .deletions_accepted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let body = json!({"deleted": id});
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
 }
 
-fn finish(state: &IngestState, started: Instant, r: Result<warp::reply::Response, IngestError>) -> warp::reply::Response {
+fn finish(
+    state: &IngestState,
+    started: Instant,
+    r: Result<warp::reply::Response, IngestError>,
+) -> warp::reply::Response {
     let resp = r.unwrap_or_else(IngestError::into_response);
     state.metrics.count_request(resp.status().as_u16());
     state.metrics.ingest_latency.observe(started.elapsed());
@@ -247,21 +305,35 @@ fn finish(state: &IngestState, started: Instant, r: Result<warp::reply::Response
 }
 
 fn error_reply(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
-    warp::reply::with_status(warp::reply::json(&json!({"error": code, "message": message})), status).into_response()
+    warp::reply::with_status(
+        warp::reply::json(&json!({"error": code, "message": message})),
+        status,
+    )
+    .into_response()
 }
 
 async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, Infallible> {
     Ok(if r.is_not_found() {
         error_reply(StatusCode::NOT_FOUND, "not_found", "no such route")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        error_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
     } else {
-        error_reply(StatusCode::BAD_REQUEST, "bad_request", "the request could not be understood")
+        error_reply(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request could not be understood",
+        )
     })
 }
 
 /// All routes of the ingest server.
-pub fn routes(state: Arc<IngestState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+pub fn routes(
+    state: Arc<IngestState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let with_state = warp::any().map(move || state.clone());
     // Paths before methods, so an unknown path is 404 and a known one with the wrong method 405.
     let post = warp::path!("v1" / "mentions")
@@ -269,35 +341,55 @@ pub fn routes(state: Arc<IngestState>) -> impl Filter<Extract = (warp::reply::Re
         .and(with_state.clone())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(|state: Arc<IngestState>, headers: HeaderMap, stream| async move {
-            let started = Instant::now();
-            let r = post_mentions(&state, &headers, stream).await;
-            finish(&state, started, r)
-        });
+        .then(
+            |state: Arc<IngestState>, headers: HeaderMap, stream| async move {
+                let started = Instant::now();
+                let r = post_mentions(&state, &headers, stream).await;
+                finish(&state, started, r)
+            },
+        );
     let delete = warp::path!("v1" / "mentions" / String)
         .and(warp::delete())
         .and(with_state.clone())
         .and(warp::header::headers_cloned())
-        .then(|id: String, state: Arc<IngestState>, headers: HeaderMap| async move {
-            let started = Instant::now();
-            let r = delete_mention(&state, &headers, &id).await;
-            finish(&state, started, r)
-        });
+        .then(
+            |id: String, state: Arc<IngestState>, headers: HeaderMap| async move {
+                let started = Instant::now();
+                let r = delete_mention(&state, &headers, &id).await;
+                finish(&state, started, r)
+            },
+        );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
-    let readyz = warp::path!("readyz").and(warp::get()).and(with_state.clone()).then(|state: Arc<IngestState>| async move {
-        match migrations::check_ready(&state.clickhouse).await {
-            Ok(()) => warp::reply::json(&json!({"status": "ready"})).into_response(),
-            Err(e) => {
-                let body = json!({"status": "not_ready", "reason": e.to_string()});
-                warp::reply::with_status(warp::reply::json(&body), StatusCode::SERVICE_UNAVAILABLE).into_response()
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|state: Arc<IngestState>| async move {
+            match migrations::check_ready(&state.clickhouse).await {
+                Ok(()) => warp::reply::json(&json!({"status": "ready"})).into_response(),
+                Err(e) => {
+                    let body = json!({"status": "not_ready", "reason": e.to_string()});
+                    warp::reply::with_status(
+                        warp::reply::json(&body),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    )
+                    .into_response()
+                }
             }
-        }
-    });
-    let metrics = warp::path!("metrics").and(warp::get()).and(with_state).map(|state: Arc<IngestState>| {
-        warp::reply::with_header(state.metrics.render(), "content-type", "text/plain; version=0.0.4").into_response()
-    });
+        });
+    let metrics =
+        warp::path!("metrics")
+            .and(warp::get())
+            .and(with_state)
+            .map(|state: Arc<IngestState>| {
+                warp::reply::with_header(
+                    state.metrics.render(),
+                    "content-type",
+                    "text/plain; version=0.0.4",
+                )
+                .into_response()
+            });
     post.or(delete)
         .unify()
         .or(healthz)
@@ -311,6 +403,14 @@ pub fn routes(state: Arc<IngestState>) -> impl Filter<Extract = (warp::reply::Re
 }
 
 /// Serves the routes on `listener` until `shutdown` resolves.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<IngestState>, shutdown: impl Future<Output = ()> + Send + 'static) {
-    warp::serve(routes(state)).incoming(listener).graceful(shutdown).run().await;
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<IngestState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
 }

@@ -43,10 +43,18 @@ pub struct Candidate {
 }
 
 fn reject(index: usize, field: &str, reason: impl Into<String>) -> Rejection {
-    Rejection { index, field: field.to_string(), reason: reason.into() }
+    Rejection {
+        index,
+        field: field.to_string(),
+        reason: reason.into(),
+    }
 }
 
-fn string_field<'a>(obj: &'a Map<String, Value>, index: usize, field: &str) -> Result<Option<&'a str>, Rejection> {
+fn string_field<'a>(
+    obj: &'a Map<String, Value>,
+    index: usize,
+    field: &str,
+) -> Result<Option<&'a str>, Rejection> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -54,7 +62,11 @@ fn string_field<'a>(obj: &'a Map<String, Value>, index: usize, field: &str) -> R
     }
 }
 
-fn required<'a>(obj: &'a Map<String, Value>, index: usize, field: &str) -> Result<&'a str, Rejection> {
+fn required<'a>(
+    obj: &'a Map<String, Value>,
+    index: usize,
+    field: &str,
+) -> Result<&'a str, Rejection> {
     string_field(obj, index, field)?.ok_or_else(|| reject(index, field, "is required"))
 }
 
@@ -80,43 +92,73 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
     if let Some(v) = obj.get("org_id") {
         let same = v.as_str().and_then(|s| Uuid::parse_str(s).ok()) == Some(org);
         if !same {
-            return Err(reject(index, "org_id", "the organisation is decided by the API key; omit org_id"));
+            return Err(reject(
+                index,
+                "org_id",
+                "the organisation is decided by the API key; omit org_id",
+            ));
         }
     }
     let source = required(obj, index, "source_id")?;
-    let source = Uuid::parse_str(source).map_err(|_| reject(index, "source_id", "must be a UUID"))?;
+    let source =
+        Uuid::parse_str(source).map_err(|_| reject(index, "source_id", "must be a UUID"))?;
 
     let text = required(obj, index, "text")?;
     if text.trim().is_empty() {
         return Err(reject(index, "text", "must not be empty"));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(reject(index, "text", format!("must be at most {MAX_TEXT_CHARS} characters")));
+        return Err(reject(
+            index,
+            "text",
+            format!("must be at most {MAX_TEXT_CHARS} characters"),
+        ));
     }
     let author = required(obj, index, "author")?;
     if author.trim().is_empty() {
         return Err(reject(index, "author", "must not be empty"));
     }
     if author.chars().count() > MAX_AUTHOR_CHARS {
-        return Err(reject(index, "author", format!("must be at most {MAX_AUTHOR_CHARS} characters")));
+        return Err(reject(
+            index,
+            "author",
+            format!("must be at most {MAX_AUTHOR_CHARS} characters"),
+        ));
     }
     let url = required(obj, index, "url")?;
     if url.len() > MAX_URL_BYTES {
-        return Err(reject(index, "url", format!("must be at most {MAX_URL_BYTES} bytes")));
+        return Err(reject(
+            index,
+            "url",
+            format!("must be at most {MAX_URL_BYTES} bytes"),
+        ));
     }
     match url::Url::parse(url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
         _ => return Err(reject(index, "url", "must be an absolute http(s) URL")),
     }
     let created = required(obj, index, "created_at")?;
-    let created = OffsetDateTime::parse(created, &Rfc3339)
-        .map_err(|_| reject(index, "created_at", "must be an RFC 3339 timestamp, e.g. 2026-11-24T18:30:00Z"))?;
+    let created = OffsetDateTime::parse(created, &Rfc3339).map_err(|_| {
+        reject(
+            index,
+            "created_at",
+            "must be an RFC 3339 timestamp, e.g. 2026-11-24T18:30:00Z",
+        )
+    })?;
     let secs = created.unix_timestamp();
     if !(MIN_TIME..MAX_TIME).contains(&secs) {
-        return Err(reject(index, "created_at", "must be between 1970-01-01 and 2100-01-01"));
+        return Err(reject(
+            index,
+            "created_at",
+            "must be between 1970-01-01 and 2100-01-01",
+        ));
     }
     if secs > now + MAX_FUTURE_SECS {
-        return Err(reject(index, "created_at", "is more than 24 hours in the future"));
+        return Err(reject(
+            index,
+            "created_at",
+            "is more than 24 hours in the future",
+        ));
     }
     let created_at_us = secs * 1_000_000 + i64::from(created.microsecond());
 
@@ -179,15 +221,30 @@ mod tests {
         assert_eq!(field_of(without("source_id")), "source_id");
         assert_eq!(field_of(with("source_id", json!(12))), "source_id");
         assert_eq!(field_of(with("text", json!("  "))), "text");
-        assert_eq!(field_of(with("text", json!("x".repeat(MAX_TEXT_CHARS + 1)))), "text");
+        assert_eq!(
+            field_of(with("text", json!("x".repeat(MAX_TEXT_CHARS + 1)))),
+            "text"
+        );
         assert_eq!(field_of(without("author")), "author");
         assert_eq!(field_of(with("url", json!("ftp://x/y"))), "url");
         assert_eq!(field_of(with("url", json!("not a url"))), "url");
-        assert_eq!(field_of(with("created_at", json!("yesterday"))), "created_at");
-        assert_eq!(field_of(with("created_at", json!("2099-01-01T00:00:00Z"))), "created_at");
+        assert_eq!(
+            field_of(with("created_at", json!("yesterday"))),
+            "created_at"
+        );
+        assert_eq!(
+            field_of(with("created_at", json!("2099-01-01T00:00:00Z"))),
+            "created_at"
+        );
         assert_eq!(field_of(with("likes", json!(-1))), "likes");
         assert_eq!(field_of(with("shares", json!("5"))), "shares");
-        assert_eq!(field_of(with("org_id", json!("6b1f8c9e-6c55-4a8e-9d0e-2b7f7a0b8a11"))), "org_id");
+        assert_eq!(
+            field_of(with(
+                "org_id",
+                json!("6b1f8c9e-6c55-4a8e-9d0e-2b7f7a0b8a11")
+            )),
+            "org_id"
+        );
         assert_eq!(field_of(json!([1, 2])), "(record)");
     }
 }

@@ -24,8 +24,14 @@ impl TestDb {
     /// Creates and migrates a database with a random name.
     pub async fn new() -> TestDb {
         let name = format!("vigie_test_{}", Uuid::new_v4().simple());
-        let cfg = ClickHouseConfig { url: clickhouse_url(), database: name, ..ClickHouseConfig::default() };
-        migrations::migrate(&cfg).await.expect("migrating the test database (is ClickHouse running? see README)");
+        let cfg = ClickHouseConfig {
+            url: clickhouse_url(),
+            database: name,
+            ..ClickHouseConfig::default()
+        };
+        migrations::migrate(&cfg)
+            .await
+            .expect("migrating the test database (is ClickHouse running? see README)");
         TestDb { cfg }
     }
 
@@ -40,28 +46,53 @@ impl TestDb {
     /// Runs `vigie <args…>` against this database and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_vigie"))
-            .args(["--clickhouse-url", &self.cfg.url, "--database", self.name(), "--log", "warn"])
+            .args([
+                "--clickhouse-url",
+                &self.cfg.url,
+                "--database",
+                self.name(),
+                "--log",
+                "warn",
+            ])
             .args(args)
             .output()
             .expect("running vigie");
-        assert!(out.status.success(), "vigie {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "vigie {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
     /// `vigie org create NAME --json` → (org id, ingest key).
     pub fn create_org(&self, name: &str) -> (Uuid, String) {
         let v: Value = serde_json::from_str(&self.cli(&["org", "create", name, "--json"])).unwrap();
-        (v["org_id"].as_str().unwrap().parse().unwrap(), v["ingest_key"].as_str().unwrap().to_string())
+        (
+            v["org_id"].as_str().unwrap().parse().unwrap(),
+            v["ingest_key"].as_str().unwrap().to_string(),
+        )
     }
 
     /// `vigie source add … --json` → source id.
     pub fn add_source(&self, org: Uuid, name: &str) -> Uuid {
         let org = org.to_string();
-        let out = self.cli(&["source", "add", "--org", &org, "--type", "reddit", "--name", name, "--keywords", "acme,nimbus", "--json"]);
+        let out = self.cli(&[
+            "source",
+            "add",
+            "--org",
+            &org,
+            "--type",
+            "reddit",
+            "--name",
+            name,
+            "--keywords",
+            "acme,nimbus",
+            "--json",
+        ]);
         let v: Value = serde_json::from_str(&out).unwrap();
         v["source_id"].as_str().unwrap().parse().unwrap()
     }
-
 }
 
 impl Drop for TestDb {
@@ -69,9 +100,16 @@ impl Drop for TestDb {
         let cfg = self.cfg.clone();
         // Drop runs inside the test's runtime; use a thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                let _ = cfg.server_client().query(&format!("DROP DATABASE IF EXISTS {}", cfg.database)).execute().await;
+                let _ = cfg
+                    .server_client()
+                    .query(&format!("DROP DATABASE IF EXISTS {}", cfg.database))
+                    .execute()
+                    .await;
             });
         })
         .join();
@@ -103,8 +141,23 @@ impl Vigie {
     pub fn start_in(db: &TestDb, data_dir: &std::path::Path, extra: &[&str]) -> Vigie {
         let data_dir = data_dir.to_path_buf();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigie"))
-            .args(["--clickhouse-url", &db.cfg.url, "--database", db.name(), "--log", "warn"])
-            .args(["run", "--listen", "127.0.0.1:0", "--catalog-ttl-ms", "200", "--flush-interval-ms", "50"])
+            .args([
+                "--clickhouse-url",
+                &db.cfg.url,
+                "--database",
+                db.name(),
+                "--log",
+                "warn",
+            ])
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--catalog-ttl-ms",
+                "200",
+                "--flush-interval-ms",
+                "50",
+            ])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra)
@@ -115,14 +168,22 @@ impl Vigie {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines.next().expect("vigie exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("vigie exited before listening")
+                .unwrap();
             if let Some(url) = line.strip_prefix("vigie listening on ") {
                 break url.trim().to_string();
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Vigie { child, base, data_dir, keep_data_dir: true }
+        Vigie {
+            child,
+            base,
+            data_dir,
+            keep_data_dir: true,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -144,7 +205,10 @@ impl Vigie {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "vigie did not stop within 30 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "vigie did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -177,15 +241,26 @@ where
 }
 
 /// POSTs a body to `/v1/mentions` → (status, JSON answer).
-pub async fn post(v: &Vigie, key: Option<&str>, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().post(v.url("/v1/mentions")).header("content-type", content_type).body(body);
+pub async fn post(
+    v: &Vigie,
+    key: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(v.url("/v1/mentions"))
+        .header("content-type", content_type)
+        .body(body);
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
     let resp = req.send().await.expect("posting");
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// A valid wire record.
@@ -199,11 +274,12 @@ pub fn ndjson(records: &[Value]) -> String {
     records.iter().map(|r| r.to_string() + "\n").collect()
 }
 
-/// The trend rows as BI tools see them, canonicalised for comparison.
+/// The trend rows as BI tools see them, canonicalised for comparison (callers sort: 18.16
+/// has no positional `ORDER BY`).
 pub const TRENDS_SQL: &str = "SELECT toString(org_id), toInt8(granularity), toUInt32(bucket), toString(source_id), \
     total, positive, neutral, negative, toInt64(round(sentiment_sum * 1000000)), toInt64(round(virality_sum * 1000000)), \
     anger, anticipation, disgust, fear, joy, sadness, surprise, trust \
-    FROM trends_current ORDER BY 1, 2, 3, 4";
+    FROM trends_current";
 
 /// The same rows recomputed from scratch over `mentions FINAL` with plain SQL (the oracle).
 pub const TRENDS_ORACLE_SQL: &str = "SELECT toString(org_id), g, b, toString(source_id), \
@@ -219,7 +295,7 @@ pub const TRENDS_ORACLE_SQL: &str = "SELECT toString(org_id), g, b, toString(sou
                        (toInt8(4), toUInt32(toStartOfMonth(created_at, 'UTC')) * 86400)]) AS gb, \
             gb.1 AS g, gb.2 AS b \
           FROM mentions FINAL) \
-    GROUP BY org_id, g, b, source_id ORDER BY 1, 2, 3, 4";
+    GROUP BY org_id, g, b, source_id";
 
 /// Runs `sql` over ClickHouse's HTTP interface and returns the rows as JSON arrays.
 pub async fn rows(db: &TestDb, sql: &str) -> Vec<Value> {
@@ -240,7 +316,17 @@ pub async fn rows(db: &TestDb, sql: &str) -> Vec<Value> {
     };
     v["data"]
         .as_array()
-        .map(|rows| rows.iter().map(|r| Value::Array(r.as_array().map(|cs| cs.iter().map(cell).collect()).unwrap_or_default())).collect())
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    Value::Array(
+                        r.as_array()
+                            .map(|cs| cs.iter().map(cell).collect())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -248,7 +334,9 @@ pub async fn rows(db: &TestDb, sql: &str) -> Vec<Value> {
 pub async fn scalar(db: &TestDb, sql: &str) -> f64 {
     let r = rows(db, sql).await;
     let v = &r[0][0];
-    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or_else(|| panic!("{sql}: {v}"))
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("{sql}: {v}"))
 }
 
 /// One organisation of a workload: name, id, key, sources.
@@ -265,8 +353,15 @@ pub fn tenants(db: &TestDb, orgs: usize, sources: usize) -> Vec<Tenant> {
         .map(|i| {
             let name = format!("org{i}");
             let (org, key) = db.create_org(&name);
-            let sources = (0..sources).map(|j| db.add_source(org, &format!("src{i}_{j}"))).collect();
-            Tenant { name, org, key, sources }
+            let sources = (0..sources)
+                .map(|j| db.add_source(org, &format!("src{i}_{j}")))
+                .collect();
+            Tenant {
+                name,
+                org,
+                key,
+                sources,
+            }
         })
         .collect()
 }
@@ -302,13 +397,22 @@ pub async fn random_workload(v: &Vigie, tenants: &[Tenant], seed: u64, ops: usiz
         let mut batch = Vec::new();
         for _ in 0..n {
             let roll = rng.random_range(0..100);
-            let existing: Vec<Uuid> = live.iter().filter(|(_, (ti, _))| *ti == t).map(|(id, _)| *id).collect();
+            let existing: Vec<Uuid> = live
+                .iter()
+                .filter(|(_, (ti, _))| *ti == t)
+                .map(|(id, _)| *id)
+                .collect();
             if roll < 15 && !existing.is_empty() {
                 // Re-score: same id, new text and time.
                 let id = existing[rng.random_range(0..existing.len())];
                 let src = tenants[t].sources[rng.random_range(0..tenants[t].sources.len())];
                 let ts = base + rng.random_range(0..40 * 86_400);
-                let rec = mention(id, src, TEXTS[rng.random_range(0..TEXTS.len())], &rfc3339(ts));
+                let rec = mention(
+                    id,
+                    src,
+                    TEXTS[rng.random_range(0..TEXTS.len())],
+                    &rfc3339(ts),
+                );
                 live.insert(id, (t, rec.clone()));
                 batch.push(rec);
             } else if roll < 25 && !existing.is_empty() {
@@ -322,14 +426,24 @@ pub async fn random_workload(v: &Vigie, tenants: &[Tenant], seed: u64, ops: usiz
                     batch.clear();
                 }
                 let id = existing[rng.random_range(0..existing.len())];
-                let resp = client.delete(v.url(&format!("/v1/mentions/{id}"))).bearer_auth(&tenants[t].key).send().await.unwrap();
+                let resp = client
+                    .delete(v.url(&format!("/v1/mentions/{id}")))
+                    .bearer_auth(&tenants[t].key)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(resp.status().as_u16(), 202);
                 live.remove(&id);
             } else {
                 let id = Uuid::from_u128(rng.random());
                 let src = tenants[t].sources[rng.random_range(0..tenants[t].sources.len())];
                 let ts = base + rng.random_range(0..40 * 86_400);
-                let mut rec = mention(id, src, TEXTS[rng.random_range(0..TEXTS.len())], &rfc3339(ts));
+                let mut rec = mention(
+                    id,
+                    src,
+                    TEXTS[rng.random_range(0..TEXTS.len())],
+                    &rfc3339(ts),
+                );
                 rec["shares"] = Value::from(rng.random_range(0..500u64));
                 live.insert(id, (t, rec.clone()));
                 batch.push(rec);
@@ -361,23 +475,30 @@ async fn post_ok(client: &reqwest::Client, v: &Vigie, key: &str, batch: &[Value]
 /// RFC 3339 for seconds since the epoch.
 pub fn rfc3339(secs: i64) -> String {
     use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp(secs).unwrap().format(&Rfc3339).unwrap()
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap()
+        .format(&Rfc3339)
+        .unwrap()
 }
 
 /// Waits until `mentions FINAL` holds exactly `ids`.
 pub async fn wait_for_ids(db: &TestDb, ids: &[String]) {
-    eventually(Duration::from_secs(60), "mentions FINAL equals the expected ids", || async {
-        let got: Vec<String> = rows(db, "SELECT toString(id) FROM mentions FINAL ORDER BY id")
-            .await
-            .into_iter()
-            .map(|r| r[0].as_str().unwrap().to_string())
-            .collect();
-        let mut want = ids.to_vec();
-        want.sort();
-        let mut got_sorted = got.clone();
-        got_sorted.sort();
-        (got_sorted == want).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "mentions FINAL equals the expected ids",
+        || async {
+            let got: Vec<String> = rows(db, "SELECT toString(id) FROM mentions FINAL ORDER BY id")
+                .await
+                .into_iter()
+                .map(|r| r[0].as_str().unwrap().to_string())
+                .collect();
+            let mut want = ids.to_vec();
+            want.sort();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            (got_sorted == want).then_some(())
+        },
+    )
     .await;
 }
 
@@ -386,8 +507,10 @@ pub async fn wait_for_ids(db: &TestDb, ids: &[String]) {
 pub async fn assert_trends_match_oracle(db: &TestDb, timeout: Duration) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
     loop {
-        let got = rows(db, TRENDS_SQL).await;
-        let want = rows(db, TRENDS_ORACLE_SQL).await;
+        let mut got = rows(db, TRENDS_SQL).await;
+        let mut want = rows(db, TRENDS_ORACLE_SQL).await;
+        got.sort_by_key(|r| r.to_string());
+        want.sort_by_key(|r| r.to_string());
         if got == want {
             return got;
         }
@@ -398,10 +521,20 @@ pub async fn assert_trends_match_oracle(db: &TestDb, timeout: Duration) -> Vec<V
                 .iter()
                 .filter(|r| !want.contains(r))
                 .take(5)
-                .map(|r| format!("trends_current: {}\nrecompute:      {}", r, text(want.iter().find(|w| key(w) == key(r)))))
+                .map(|r| {
+                    format!(
+                        "trends_current: {}\nrecompute:      {}",
+                        r,
+                        text(want.iter().find(|w| key(w) == key(r)))
+                    )
+                })
                 .collect();
-            let missing: Vec<String> =
-                want.iter().filter(|w| !got.iter().any(|g| key(g) == key(w))).take(5).map(|w| w.to_string()).collect();
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|w| !got.iter().any(|g| key(g) == key(w)))
+                .take(5)
+                .map(|w| w.to_string())
+                .collect();
             panic!(
                 "trends_current ({} rows) != recompute over mentions ({} rows)\n{}\nmissing from trends_current: {missing:?}",
                 got.len(),

@@ -17,7 +17,9 @@ pub const KEY_PREFIX: &str = "vk_";
 
 /// Microseconds since the epoch: the version of catalog rows written now.
 pub fn now_version() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn now_secs() -> u32 {
@@ -39,8 +41,16 @@ pub fn generate_key() -> String {
 }
 
 /// Creates an organisation and its first ingest key; returns both (the key is shown once).
-pub async fn create_org(client: &clickhouse::Client, name: &str) -> Result<(OrgRow, String), SinkError> {
-    let org = OrgRow { id: Uuid::new_v4(), name: name.to_string(), created_at: now_secs(), version: now_version() };
+pub async fn create_org(
+    client: &clickhouse::Client,
+    name: &str,
+) -> Result<(OrgRow, String), SinkError> {
+    let org = OrgRow {
+        id: Uuid::new_v4(),
+        name: name.to_string(),
+        created_at: now_secs(),
+        version: now_version(),
+    };
     let key = generate_key();
     let key_row = ApiKeyRow {
         key_hash: hash_key(&key),
@@ -68,7 +78,10 @@ pub async fn get_org(client: &clickhouse::Client, id: Uuid) -> Result<Option<Org
 }
 
 /// The organisation an ingest key belongs to, unless unknown or revoked.
-pub async fn org_for_key(client: &clickhouse::Client, key: &str) -> Result<Option<Uuid>, SinkError> {
+pub async fn org_for_key(
+    client: &clickhouse::Client,
+    key: &str,
+) -> Result<Option<Uuid>, SinkError> {
     let row = client
         .query("SELECT ?fields FROM api_keys FINAL WHERE key_hash = ?")
         .bind(hash_key(key))
@@ -102,7 +115,10 @@ pub async fn add_source(
 }
 
 /// Sources of one organisation, by name.
-pub async fn list_sources(client: &clickhouse::Client, org_id: Uuid) -> Result<Vec<SourceRow>, SinkError> {
+pub async fn list_sources(
+    client: &clickhouse::Client,
+    org_id: Uuid,
+) -> Result<Vec<SourceRow>, SinkError> {
     Ok(client
         .query("SELECT ?fields FROM sources FINAL WHERE org_id = ? ORDER BY name, id")
         .bind(org_id)
@@ -112,11 +128,18 @@ pub async fn list_sources(client: &clickhouse::Client, org_id: Uuid) -> Result<V
 
 /// Every source of every organisation (the ingest cache's refresh).
 pub async fn all_sources(client: &clickhouse::Client) -> Result<Vec<SourceRow>, SinkError> {
-    Ok(client.query("SELECT ?fields FROM sources FINAL").fetch_all::<SourceRow>().await?)
+    Ok(client
+        .query("SELECT ?fields FROM sources FINAL")
+        .fetch_all::<SourceRow>()
+        .await?)
 }
 
 /// One source of one organisation.
-pub async fn get_source(client: &clickhouse::Client, org_id: Uuid, id: Uuid) -> Result<Option<SourceRow>, SinkError> {
+pub async fn get_source(
+    client: &clickhouse::Client,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<SourceRow>, SinkError> {
     Ok(client
         .query("SELECT ?fields FROM sources FINAL WHERE org_id = ? AND id = ?")
         .bind(org_id)
@@ -153,6 +176,9 @@ mod tests {
         let b = generate_key();
         assert_ne!(a, b);
         assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 64);
-        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

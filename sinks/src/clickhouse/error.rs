@@ -35,7 +35,10 @@ impl From<clickhouse::error::Error> for SinkError {
         use clickhouse::error::Error as E;
         match e {
             E::BadResponse(msg) => match parse_code(&msg) {
-                Some(code) => SinkError::Server { code, message: msg.trim().to_string() },
+                Some(code) => SinkError::Server {
+                    code,
+                    message: msg.trim().to_string(),
+                },
                 None => SinkError::Client(msg),
             },
             E::Network(err) => SinkError::Network(err.to_string()),
@@ -58,8 +61,14 @@ mod tests {
 
     #[test]
     fn parses_codes_of_old_and_new_servers() {
-        assert_eq!(parse_code("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist"), Some(60));
-        assert_eq!(parse_code("Code: 117. DB::Exception: bad data (version 26.9)"), Some(117));
+        assert_eq!(
+            parse_code("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist"),
+            Some(60)
+        );
+        assert_eq!(
+            parse_code("Code: 117. DB::Exception: bad data (version 26.9)"),
+            Some(117)
+        );
         assert_eq!(parse_code("connection refused"), None);
     }
 }

@@ -102,7 +102,10 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<MigrateReport, SinkError>
         tracing::info!(version = m.version, name = m.name, "applied migration");
         applied.push(m.version);
     }
-    Ok(MigrateReport { applied, version: latest_version() })
+    Ok(MigrateReport {
+        applied,
+        version: latest_version(),
+    })
 }
 
 async fn applied_versions(client: &clickhouse::Client) -> Result<Vec<u32>, SinkError> {
@@ -139,7 +142,9 @@ mod tests {
         let stmts: Vec<_> = m.statements().collect();
         assert!(stmts.len() >= 8, "{}", stmts.len());
         assert!(stmts.iter().all(|s| !s.contains("--")));
-        assert!(stmts.iter().any(|s| s.contains("CREATE VIEW IF NOT EXISTS trends_current")));
+        assert!(stmts
+            .iter()
+            .any(|s| s.contains("CREATE VIEW IF NOT EXISTS trends_current")));
     }
 
     #[test]

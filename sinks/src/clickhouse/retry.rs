@@ -20,7 +20,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(100), max: Duration::from_secs(10) }
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
     }
 }
 
@@ -28,7 +31,9 @@ impl RetryPolicy {
     /// Backoff before retry number `attempt` (0-based): uniform in [d/2, d] where
     /// d = min(max, initial · 2^attempt).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.initial.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+        let exp = self
+            .initial
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
         let cap = exp.min(self.max);
         let half = cap / 2;
         let jitter = rand::rng().random_range(0..=half.as_micros() as u64);
@@ -67,7 +72,9 @@ pub fn classify(e: &SinkError) -> Retry {
     match e {
         SinkError::Network(_) => Retry::Transient,
         SinkError::Server { code, .. } if TRANSIENT_CODES.contains(code) => Retry::Transient,
-        SinkError::Server { .. } | SinkError::NotMigrated { .. } | SinkError::DeadLetter(_) => Retry::Permanent,
+        SinkError::Server { .. } | SinkError::NotMigrated { .. } | SinkError::DeadLetter(_) => {
+            Retry::Permanent
+        }
         // The client reports a broken response body or unexpected HTTP status this way;
         // only a malformed request is permanent, and we never build those by hand.
         SinkError::Client(msg) if msg.contains("invalid params") => Retry::Permanent,
@@ -82,25 +89,45 @@ mod tests {
     #[test]
     fn schema_and_data_errors_are_permanent() {
         for code in [53, 60, 16, 117, 27] {
-            let e = SinkError::Server { code, message: String::new() };
+            let e = SinkError::Server {
+                code,
+                message: String::new(),
+            };
             assert_eq!(classify(&e), Retry::Permanent, "code {code}");
         }
     }
 
     #[test]
     fn network_and_overload_errors_are_transient() {
-        assert_eq!(classify(&SinkError::Network("refused".into())), Retry::Transient);
-        assert_eq!(classify(&SinkError::Server { code: 252, message: String::new() }), Retry::Transient);
+        assert_eq!(
+            classify(&SinkError::Network("refused".into())),
+            Retry::Transient
+        );
+        assert_eq!(
+            classify(&SinkError::Server {
+                code: 252,
+                message: String::new()
+            }),
+            Retry::Transient
+        );
     }
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        let p = RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         for attempt in 0..40 {
             let d = p.backoff(attempt);
             assert!(d <= Duration::from_secs(2), "{d:?}");
-            let expected = (Duration::from_millis(100) * 2u32.pow(attempt.min(10))).min(Duration::from_secs(2));
-            assert!(d >= expected / 2, "attempt {attempt}: {d:?} < {:?}", expected / 2);
+            let expected = (Duration::from_millis(100) * 2u32.pow(attempt.min(10)))
+                .min(Duration::from_secs(2));
+            assert!(
+                d >= expected / 2,
+                "attempt {attempt}: {d:?} < {:?}",
+                expected / 2
+            );
         }
     }
 }

@@ -35,7 +35,12 @@ where
     T: Row + RowOwned + RowWrite + Serialize,
 {
     /// A writer for `table` (one of [`crate::metrics::TABLES`]).
-    pub fn new(cfg: &ClickHouseConfig, table: &'static str, metrics: Arc<SinkMetrics>, dead_letter_dir: PathBuf) -> Self {
+    pub fn new(
+        cfg: &ClickHouseConfig,
+        table: &'static str,
+        metrics: Arc<SinkMetrics>,
+        dead_letter_dir: PathBuf,
+    ) -> Self {
         Self {
             client: cfg.client(),
             table,
@@ -72,11 +77,14 @@ where
 
     /// True when the buffer is full or its oldest row is due.
     pub fn due(&self) -> bool {
-        self.rows.len() >= self.cfg.batch_rows || self.deadline().is_some_and(|d| Instant::now() >= d)
+        self.rows.len() >= self.cfg.batch_rows
+            || self.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     fn counters(&self) -> &TableCounters {
-        self.metrics.table(self.table).unwrap_or(&self.metrics.mentions)
+        self.metrics
+            .table(self.table)
+            .unwrap_or(&self.metrics.mentions)
     }
 
     /// Sends the buffer (no-op when empty). Transient errors are retried until they pass;
@@ -95,7 +103,8 @@ where
                     let c = self.counters();
                     c.rows.fetch_add(n as u64, Ordering::Relaxed);
                     c.inserts.fetch_add(1, Ordering::Relaxed);
-                    c.insert_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    c.insert_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     self.rows.clear();
                     self.oldest = None;
                     return Ok(n);
@@ -114,7 +123,9 @@ where
                             let path = self.dead_letter()?;
                             tracing::error!(error = %e, path = %path.display(), rows = self.rows.len(),
                                 "ClickHouse rejected a batch permanently; rows written to the dead-letter file");
-                            self.counters().dead_lettered_batches.fetch_add(1, Ordering::Relaxed);
+                            self.counters()
+                                .dead_lettered_batches
+                                .fetch_add(1, Ordering::Relaxed);
                             self.rows.clear();
                             self.oldest = None;
                             return Err(e);
@@ -138,7 +149,10 @@ where
     fn dead_letter(&self) -> Result<PathBuf, SinkError> {
         std::fs::create_dir_all(&self.dead_letter_dir)?;
         let path = self.dead_letter_dir.join(format!("{}.ndjson", self.table));
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         let mut buf = Vec::new();
         for row in &self.rows {
             serde_json::to_writer(&mut buf, row).map_err(std::io::Error::other)?;
