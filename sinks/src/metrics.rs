@@ -3,8 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Tables the ClickHouse writer inserts into; a fixed, bounded label set.
-pub const TABLES: [&str; 2] = ["mentions", "trends"];
+/// Tables the ClickHouse writer inserts into; a fixed, bounded label set (`other` counts
+/// every other table).
+pub const TABLES: [&str; 3] = ["mentions", "trends", "other"];
 
 /// Per-table counters of the ClickHouse writer.
 #[derive(Debug, Default)]
@@ -30,17 +31,19 @@ pub struct SinkMetrics {
     pub mentions: TableCounters,
     /// Counters for `trends`.
     pub trends: TableCounters,
+    /// Counters for any other table.
+    pub other: TableCounters,
     /// Mentions removed by `ALTER TABLE … DELETE` mutations.
     pub mentions_deleted: AtomicU64,
 }
 
 impl SinkMetrics {
-    /// The counters of one table by its label.
-    pub fn table(&self, table: &str) -> Option<&TableCounters> {
+    /// The counters of one table.
+    pub fn table(&self, table: &str) -> &TableCounters {
         match table {
-            "mentions" => Some(&self.mentions),
-            "trends" => Some(&self.trends),
-            _ => None,
+            "mentions" => &self.mentions,
+            "trends" => &self.trends,
+            _ => &self.other,
         }
     }
 
@@ -89,13 +92,11 @@ impl SinkMetrics {
             };
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for table in TABLES {
-                if let Some(c) = self.table(table) {
-                    let v = get(c).load(Ordering::Relaxed);
-                    if name.ends_with("_seconds_sum") {
-                        let _ = writeln!(out, "{name}{{table=\"{table}\"}} {}", v as f64 / 1e6);
-                    } else {
-                        let _ = writeln!(out, "{name}{{table=\"{table}\"}} {v}");
-                    }
+                let v = get(self.table(table)).load(Ordering::Relaxed);
+                if name.ends_with("_seconds_sum") {
+                    let _ = writeln!(out, "{name}{{table=\"{table}\"}} {}", v as f64 / 1e6);
+                } else {
+                    let _ = writeln!(out, "{name}{{table=\"{table}\"}} {v}");
                 }
             }
         }

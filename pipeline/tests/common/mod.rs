@@ -35,6 +35,22 @@ impl TestDb {
         TestDb { cfg }
     }
 
+    /// Creates an empty database (no schema).
+    pub async fn empty() -> TestDb {
+        let name = format!("vigie_test_{}", Uuid::new_v4().simple());
+        let cfg = ClickHouseConfig {
+            url: clickhouse_url(),
+            database: name,
+            ..ClickHouseConfig::default()
+        };
+        cfg.server_client()
+            .query(&format!("CREATE DATABASE {}", cfg.database))
+            .execute()
+            .await
+            .expect("creating a database");
+        TestDb { cfg }
+    }
+
     pub fn name(&self) -> &str {
         &self.cfg.database
     }

@@ -34,7 +34,7 @@ impl<T> BatchWriter<T>
 where
     T: Row + RowOwned + RowWrite + Serialize,
 {
-    /// A writer for `table` (one of [`crate::metrics::TABLES`]).
+    /// A writer for `table`, counted under its name in [`SinkMetrics`] (or `other`).
     pub fn new(
         cfg: &ClickHouseConfig,
         table: &'static str,
@@ -82,9 +82,7 @@ where
     }
 
     fn counters(&self) -> &TableCounters {
-        self.metrics
-            .table(self.table)
-            .unwrap_or(&self.metrics.mentions)
+        self.metrics.table(self.table)
     }
 
     /// Sends the buffer (no-op when empty). Transient errors are retried until they pass;
