@@ -21,22 +21,8 @@ async fn readyz_is_503_until_the_schema_is_migrated() {
     );
     assert!(db.cli(&["migrate"]).contains("applied [1]"));
     assert!(db.cli(&["migrate"]).contains("up to date"));
-    assert_eq!(
-        reqwest::get(v.url("/readyz"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(v.url("/healthz"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of(&v, "/readyz").await, 200);
+    assert_eq!(status_of(&v, "/healthz").await, 200);
 }
 
 #[tokio::test]

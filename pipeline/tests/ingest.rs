@@ -143,22 +143,8 @@ async fn every_documented_status_code() {
     assert_eq!(resp.json::<Value>().await.unwrap()["field"], "id");
 
     // Health, readiness, metrics.
-    assert_eq!(
-        reqwest::get(v.url("/healthz"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(v.url("/readyz"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of(&v, "/healthz").await, 200);
+    assert_eq!(status_of(&v, "/readyz").await, 200);
     let metrics = reqwest::get(v.url("/metrics"))
         .await
         .unwrap()

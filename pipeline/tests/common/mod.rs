@@ -256,6 +256,15 @@ where
     }
 }
 
+/// The status of `GET path`.
+pub async fn status_of(v: &Vigie, path: &str) -> u16 {
+    reqwest::get(v.url(path))
+        .await
+        .expect("GET")
+        .status()
+        .as_u16()
+}
+
 /// POSTs a body to `/v1/mentions` → (status, JSON answer).
 pub async fn post(
     v: &Vigie,

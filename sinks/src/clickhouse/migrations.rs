@@ -116,6 +116,28 @@ async fn applied_versions(client: &clickhouse::Client) -> Result<Vec<u32>, SinkE
     Ok(rows.into_iter().map(|r| r.version).collect())
 }
 
+/// Drops the configured database (tests' clean-up). Runs on its own thread and runtime,
+/// so it can be called from `Drop` inside an async test; errors are ignored.
+pub fn drop_database_blocking(cfg: &ClickHouseConfig) {
+    if !valid_database_name(&cfg.database) {
+        return;
+    }
+    let cfg = cfg.clone();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(
+            cfg.server_client()
+                .query(&format!("DROP DATABASE IF EXISTS {}", cfg.database))
+                .execute(),
+        )
+        .ok()
+    })
+    .join();
+}
+
 /// Ok when the server answers and the database is at the latest version.
 pub async fn check_ready(cfg: &ClickHouseConfig) -> Result<(), SinkError> {
     let client = cfg.client();
