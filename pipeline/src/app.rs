@@ -80,8 +80,21 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
 
     serve(listener, state, shutdown_signal()).await;
     tracing::info!("shutting down: draining the dataflow and flushing ClickHouse");
-    dataflow.join().await.map_err(|e| anyhow::anyhow!(e))?;
-    sink_task.await.context("sink task")?;
-    tracing::info!("stopped cleanly");
+    let drain = async {
+        dataflow.join().await.map_err(|e| anyhow::anyhow!(e))?;
+        sink_task.await.context("sink task")
+    };
+    match tokio::time::timeout(settings.shutdown_timeout, drain).await {
+        Ok(r) => {
+            r?;
+            tracing::info!("stopped cleanly");
+        }
+        // Nothing is lost: every acknowledged record is in the write-ahead log and is
+        // written at the next start.
+        Err(_) => tracing::warn!(
+            timeout = ?settings.shutdown_timeout,
+            "ClickHouse did not take the last batches in time; they stay in the write-ahead log and are written at the next start"
+        ),
+    }
     Ok(())
 }

@@ -98,6 +98,10 @@ pub struct RunOpts {
     /// Apply migrations at start-up
     #[arg(long, env = "VIGIE_MIGRATE")]
     pub migrate: bool,
+    /// On SIGTERM/SIGINT, wait at most this many seconds for ClickHouse to take the last
+    /// batches (what it does not take stays in the write-ahead log) [default: 30]
+    #[arg(long, env = "VIGIE_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 /// `vigie org …`.
@@ -234,6 +238,8 @@ pub struct FileConfig {
     pub flush_interval_ms: Option<u64>,
     /// See `--catalog-ttl-ms`.
     pub catalog_ttl_ms: Option<u64>,
+    /// See `--shutdown-timeout-secs`.
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -263,6 +269,8 @@ pub struct RunSettings {
     pub catalog_ttl: Duration,
     /// Migrate at start-up.
     pub migrate: bool,
+    /// Longest wait for the drain at shutdown.
+    pub shutdown_timeout: Duration,
 }
 
 impl GlobalOpts {
@@ -321,6 +329,11 @@ impl RunOpts {
                 self.catalog_ttl_ms.or(file.catalog_ttl_ms).unwrap_or(5000),
             ),
             migrate: self.migrate,
+            shutdown_timeout: Duration::from_secs(
+                self.shutdown_timeout_secs
+                    .or(file.shutdown_timeout_secs)
+                    .unwrap_or(30),
+            ),
         }
     }
 }

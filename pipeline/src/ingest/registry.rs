@@ -3,6 +3,8 @@
 //! Hits are served from memory; an entry older than its time-to-live is looked up again,
 //! so a disabled source or revoked key stops being accepted within one TTL. Unknown keys
 //! and sources are cached too (for a shorter time) so random keys cannot flood ClickHouse.
+//! When ClickHouse cannot be reached, an expired entry is served rather than refusing the
+//! request: ingest keeps accepting into the write-ahead log through an outage.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -50,12 +52,22 @@ impl Registry {
     /// The organisation of an ingest key, if the key is valid.
     pub async fn org_for_key(&self, key: &str) -> Result<Option<Uuid>, SinkError> {
         let hash = catalog::hash_key(key);
-        if let Some((org, at)) = self.keys.read().await.get(&hash) {
-            if self.fresh(org.is_some(), *at) {
-                return Ok(*org);
+        let cached = self.keys.read().await.get(&hash).copied();
+        if let Some((org, at)) = cached {
+            if self.fresh(org.is_some(), at) {
+                return Ok(org);
             }
         }
-        let org = catalog::org_for_key(&self.client, key).await?;
+        let org = match catalog::org_for_key(&self.client, key).await {
+            Ok(org) => org,
+            Err(e) => match cached {
+                Some((org, _)) => {
+                    tracing::debug!(error = %e, "ClickHouse unreachable; serving a cached key");
+                    return Ok(org);
+                }
+                None => return Err(e),
+            },
+        };
         let mut keys = self.keys.write().await;
         if keys.len() > 100_000 {
             keys.clear();
@@ -66,15 +78,23 @@ impl Registry {
 
     /// Whether `source` exists in `org` and is active.
     pub async fn source(&self, org: Uuid, source: Uuid) -> Result<SourceState, SinkError> {
-        if let Some((state, at)) = self.sources.read().await.get(&(org, source)) {
-            if self.fresh(*state != SourceState::Unknown, *at) {
-                return Ok(*state);
+        let cached = self.sources.read().await.get(&(org, source)).copied();
+        if let Some((state, at)) = cached {
+            if self.fresh(state != SourceState::Unknown, at) {
+                return Ok(state);
             }
         }
-        let state = match catalog::get_source(&self.client, org, source).await? {
-            Some(row) if row.is_active == 1 => SourceState::Active,
-            Some(_) => SourceState::Inactive,
-            None => SourceState::Unknown,
+        let state = match catalog::get_source(&self.client, org, source).await {
+            Ok(Some(row)) if row.is_active == 1 => SourceState::Active,
+            Ok(Some(_)) => SourceState::Inactive,
+            Ok(None) => SourceState::Unknown,
+            Err(e) => match cached {
+                Some((state, _)) => {
+                    tracing::debug!(error = %e, "ClickHouse unreachable; serving a cached source");
+                    return Ok(state);
+                }
+                None => return Err(e),
+            },
         };
         let mut sources = self.sources.write().await;
         if sources.len() > 1_000_000 {

@@ -153,15 +153,26 @@ impl Vigie {
         v
     }
 
+    /// Starts `vigie run` against `db` but through `url` (e.g. a [`Proxy`]).
+    pub fn start_via(db: &TestDb, url: &str, extra: &[&str]) -> Vigie {
+        let mut v = Vigie::spawn(url, db.name(), &temp_data_dir(), extra);
+        v.keep_data_dir = false;
+        v
+    }
+
     /// Starts `vigie run` with the given data dir, which outlives the process.
     pub fn start_in(db: &TestDb, data_dir: &std::path::Path, extra: &[&str]) -> Vigie {
+        Vigie::spawn(&db.cfg.url, db.name(), data_dir, extra)
+    }
+
+    fn spawn(url: &str, database: &str, data_dir: &std::path::Path, extra: &[&str]) -> Vigie {
         let data_dir = data_dir.to_path_buf();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigie"))
             .args([
                 "--clickhouse-url",
-                &db.cfg.url,
+                url,
                 "--database",
-                db.name(),
+                database,
                 "--log",
                 "warn",
             ])
@@ -355,10 +366,12 @@ pub async fn rows(db: &TestDb, sql: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// One number from a query.
+/// One number from a query; no row reads as 0 (e.g. no trend row yet = no mentions).
 pub async fn scalar(db: &TestDb, sql: &str) -> f64 {
     let r = rows(db, sql).await;
-    let v = &r[0][0];
+    let Some(v) = r.first().map(|row| &row[0]) else {
+        return 0.0;
+    };
     v.as_f64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or_else(|| panic!("{sql}: {v}"))
@@ -568,5 +581,49 @@ pub async fn assert_trends_match_oracle(db: &TestDb, timeout: Duration) -> Vec<V
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A TCP proxy to ClickHouse that can be switched off (new connections are dropped and
+/// open ones cut), to stage an outage without touching the shared server.
+pub struct Proxy {
+    pub url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = up.clone();
+        let target = target.trim_start_matches("http://").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees a reset
+                }
+                let target = target.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, _ = cut => {} }
+                });
+            }
+        });
+        Proxy { url, up }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
     }
 }
