@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use vigie_sinks::clickhouse::{migrations, ClickHouseConfig};
 
 use crate::cli::RunSettings;
@@ -51,17 +51,20 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     let metrics = Arc::new(Metrics::default());
     let runtime = RuntimeConfig {
         workers: settings.workers,
+        wal_max_bytes: settings.wal_max_bytes,
         ..RuntimeConfig::default()
     };
     let (sink_tx, sink_rx) = mpsc::channel(runtime.channel_depth);
+    let (committed_tx, committed_rx) = watch::channel(0u64);
     let sink_cfg = SinkConfig {
         clickhouse: ch.clone(),
         dead_letter_dir: settings.data_dir.join("dead-letter"),
+        workers: settings.workers,
     };
-    let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone()));
-    let (wal, replay) =
-        Wal::open(&settings.data_dir.join("wal")).context("opening the write-ahead log")?;
-    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay);
+    let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone(), committed_tx));
+    let (wal, replay) = Wal::open(&settings.data_dir.join("wal"), settings.wal_segment_bytes)
+        .context("opening the write-ahead log")?;
+    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay, committed_rx);
 
     let state = Arc::new(IngestState {
         registry: Registry::new(ch.client(), settings.catalog_ttl),

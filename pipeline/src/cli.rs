@@ -102,6 +102,14 @@ pub struct RunOpts {
     /// batches (what it does not take stays in the write-ahead log) [default: 30]
     #[arg(long, env = "VIGIE_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: Option<u64>,
+    /// Disk budget of the write-ahead log in bytes; beyond it ingest answers 503 until
+    /// ClickHouse catches up and the log is compacted [default: 8589934592]
+    #[arg(long, env = "VIGIE_WAL_MAX_BYTES")]
+    pub wal_max_bytes: Option<u64>,
+    /// Size at which a write-ahead log segment is closed (closed segments are compacted
+    /// once ClickHouse has their effects) [default: 67108864]
+    #[arg(long, env = "VIGIE_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
 }
 
 /// `vigie org …`.
@@ -240,6 +248,10 @@ pub struct FileConfig {
     pub catalog_ttl_ms: Option<u64>,
     /// See `--shutdown-timeout-secs`.
     pub shutdown_timeout_secs: Option<u64>,
+    /// See `--wal-max-bytes`.
+    pub wal_max_bytes: Option<u64>,
+    /// See `--wal-segment-bytes`.
+    pub wal_segment_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -271,6 +283,10 @@ pub struct RunSettings {
     pub migrate: bool,
     /// Longest wait for the drain at shutdown.
     pub shutdown_timeout: Duration,
+    /// Disk budget of the write-ahead log.
+    pub wal_max_bytes: u64,
+    /// Segment size of the write-ahead log.
+    pub wal_segment_bytes: u64,
 }
 
 impl GlobalOpts {
@@ -334,6 +350,11 @@ impl RunOpts {
                     .or(file.shutdown_timeout_secs)
                     .unwrap_or(30),
             ),
+            wal_max_bytes: self.wal_max_bytes.or(file.wal_max_bytes).unwrap_or(8 << 30),
+            wal_segment_bytes: self
+                .wal_segment_bytes
+                .or(file.wal_segment_bytes)
+                .unwrap_or(64 << 20),
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct Metrics {
     /// Time to append and fsync one epoch to the write-ahead log.
     pub wal_sync_latency: Histogram,
     wal_bytes: AtomicU64,
+    /// Compactions of the write-ahead log.
+    pub wal_compactions: AtomicU64,
     epochs: AtomicU64,
     dataflow_records: AtomicU64,
     dataflow_time: AtomicU64,
@@ -168,6 +170,12 @@ impl Metrics {
             out,
             "# HELP vigie_wal_bytes Size of the write-ahead log.\n# TYPE vigie_wal_bytes gauge\nvigie_wal_bytes {}",
             self.wal_bytes.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "vigie_wal_compactions_total",
+            "Compactions of the write-ahead log.",
+            self.wal_compactions.load(Relaxed),
         );
         counter(
             &mut out,

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use differential_dataflow::Hashable;
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 use vigie_udfs::ScoreConfig;
 
@@ -39,6 +39,8 @@ pub struct RuntimeConfig {
     pub epoch_max_records: usize,
     /// Depth of the bounded channels (in messages).
     pub channel_depth: usize,
+    /// Disk budget of the write-ahead log: beyond it, new records are refused (503).
+    pub wal_max_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -49,6 +51,7 @@ impl Default for RuntimeConfig {
             epoch_max_wait: Duration::from_millis(5),
             epoch_max_records: 50_000,
             channel_depth: 64,
+            wal_max_bytes: 8 << 30,
         }
     }
 }
@@ -58,8 +61,17 @@ pub struct Submission {
     /// Upserts (`None` deletes).
     pub upserts: Vec<(MentionKey, Option<MentionBody>)>,
     /// Receives the dataflow time the records were assigned once they are in the
-    /// write-ahead log, or why they could not be persisted.
-    pub ack: oneshot::Sender<Result<u64, String>>,
+    /// write-ahead log, or why they were refused.
+    pub ack: oneshot::Sender<Result<u64, Refusal>>,
+}
+
+/// Why records were not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The write-ahead log is at its disk budget (ClickHouse is behind or down).
+    LogFull,
+    /// The write-ahead log could not be written.
+    LogFailed,
 }
 
 /// One dataflow time's worth of input for one worker (possibly empty: it still advances time).
@@ -86,6 +98,7 @@ impl Dataflow {
         metrics: Arc<Metrics>,
         wal: Wal,
         replay: Vec<LoggedEpoch>,
+        committed: watch::Receiver<u64>,
     ) -> Dataflow {
         let workers = cfg.workers.max(1);
         let mut senders = Vec::with_capacity(workers);
@@ -114,7 +127,7 @@ impl Dataflow {
             })
             .expect("spawning the timely thread");
         let (submissions, rx) = mpsc::channel(cfg.channel_depth);
-        let router = tokio::spawn(route(rx, senders, cfg, metrics, wal, replay));
+        let router = tokio::spawn(route(rx, senders, cfg, metrics, wal, replay, committed));
         Dataflow {
             submissions,
             workers: handle,
@@ -240,6 +253,7 @@ async fn route(
     metrics: Arc<Metrics>,
     mut wal: Wal,
     replay: Vec<LoggedEpoch>,
+    committed: watch::Receiver<u64>,
 ) {
     let mut last_time = 0u64;
     if !replay.is_empty() {
@@ -281,12 +295,36 @@ async fn route(
         }
         let upserts = last_write_wins(upserts);
         let span = tracing::debug_span!("epoch", time, records);
+        let committed_now = *committed.borrow();
+        if wal.compaction_due(committed_now) || wal.bytes() >= cfg.wal_max_bytes {
+            match tokio::task::block_in_place(|| wal.compact(committed_now)) {
+                Ok(0) => {}
+                Ok(_) => {
+                    metrics
+                        .wal_compactions
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "compacting the write-ahead log failed"),
+            }
+            metrics.set_wal_bytes(wal.bytes());
+        }
+        if wal.bytes() >= cfg.wal_max_bytes {
+            tracing::warn!(
+                bytes = wal.bytes(),
+                budget = cfg.wal_max_bytes,
+                "write-ahead log at its disk budget; refusing new records"
+            );
+            for ack in acks {
+                let _ = ack.send(Err(Refusal::LogFull));
+            }
+            continue;
+        }
         let synced = std::time::Instant::now();
         // One fsync for every request of the epoch (group commit).
         if let Err(e) = tokio::task::block_in_place(|| wal.append(time, &upserts)) {
             tracing::error!(error = %e, "cannot persist an epoch; its requests are refused");
             for ack in acks {
-                let _ = ack.send(Err("cannot persist the mentions".into()));
+                let _ = ack.send(Err(Refusal::LogFailed));
             }
             continue;
         }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use vigie_sinks::clickhouse::rows::{MentionRef, MentionRow, TrendRow};
 use vigie_sinks::clickhouse::writer::BatchWriter;
 use vigie_sinks::clickhouse::{ClickHouseConfig, SinkError};
@@ -134,10 +134,21 @@ pub struct SinkConfig {
     pub clickhouse: ClickHouseConfig,
     /// Where rejected batches are written.
     pub dead_letter_dir: PathBuf,
+    /// Timely workers sending batches (progress is the minimum over them).
+    pub workers: usize,
 }
 
 /// Consumes the graph's batches until the channel closes, then flushes everything.
-pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Arc<Metrics>) {
+///
+/// After each flush, every dataflow time below the minimum of the workers'
+/// `complete_below` is in ClickHouse; that time is published on `committed` (the
+/// write-ahead log compacts what lies below it).
+pub async fn run(
+    cfg: SinkConfig,
+    mut rx: mpsc::Receiver<SinkBatch>,
+    metrics: Arc<Metrics>,
+    committed: watch::Sender<u64>,
+) {
     let ch = &cfg.clickhouse;
     let mut mentions = BatchWriter::<MentionRow>::new(
         ch,
@@ -153,7 +164,7 @@ pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Ar
     );
     let client = ch.client();
     let mut deletions: Vec<MentionRef> = Vec::new();
-    let mut max_time = 0u64;
+    let mut complete = vec![0u64; cfg.workers.max(1)];
     loop {
         let deadline = [mentions.deadline(), trends.deadline()]
             .into_iter()
@@ -166,8 +177,10 @@ pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Ar
         };
         let closed = matches!(next, Some(None));
         if let Some(Some(batch)) = next {
+            if let Some(c) = complete.get_mut(batch.worker) {
+                *c = (*c).max(batch.complete_below);
+            }
             let w = writes_for(batch.time, &batch.changes);
-            max_time = max_time.max(batch.time);
             for r in w.mentions {
                 mentions.push(r);
             }
@@ -187,9 +200,15 @@ pub async fn run(cfg: SinkConfig, mut rx: mpsc::Receiver<SinkBatch>, metrics: Ar
             }
             report(trends.flush().await);
             metrics.sink_batch_latency.observe(started.elapsed());
-            if mentions.is_empty() && trends.is_empty() {
-                metrics.set_committed_time(max_time);
-            }
+        }
+        if mentions.is_empty() && trends.is_empty() && deletions.is_empty() {
+            let done = complete.iter().copied().min().unwrap_or(0);
+            metrics.set_committed_time(done);
+            committed.send_if_modified(|c| {
+                let advanced = done > *c;
+                *c = (*c).max(done);
+                advanced
+            });
         }
         if closed {
             break;

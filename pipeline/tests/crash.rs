@@ -110,3 +110,140 @@ async fn acknowledged_mentions_survive_sigkill_and_are_counted_once() {
     drop(v);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_log_restores_the_same_state_after_restart() {
+    let db = TestDb::new().await;
+    let tenants = tenants(&db, 2, 2);
+    let dir = temp_data_dir();
+    let args = ["--wal-segment-bytes", "8000"];
+    let v = Vigie::start_in(&db, &dir, &args);
+    let ids = random_workload(&v, &tenants, 21, 1200).await;
+    wait_for_ids(&db, &ids).await;
+    // One more epoch so the committed time passes the last segments, then let it compact.
+    let (status, _) = post(
+        &v,
+        Some(&tenants[0].key),
+        "application/json",
+        mention(
+            Uuid::new_v4(),
+            tenants[0].sources[0],
+            "marker",
+            "2026-11-20T10:00:00Z",
+        )
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let text = reqwest::get(v.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&text, "vigie_wal_compactions_total") >= 1.0,
+        "the log was compacted"
+    );
+    assert!(v.stop().success());
+
+    // After a restart from the compacted log, the state is intact: re-posting or deleting
+    // mentions from before the restart replaces or removes them instead of double-counting.
+    let v = Vigie::start_in(&db, &dir, &args);
+    let mut ids = random_workload(&v, &tenants, 21, 1200).await; // same seed: same ids, re-posted
+    ids.sort();
+    let before = scalar(&db, "SELECT count() FROM mentions FINAL").await as usize;
+    assert!(before >= ids.len());
+    assert_trends_match_oracle(&db, Duration::from_secs(30)).await;
+    let total_day = scalar(
+        &db,
+        "SELECT sum(total) FROM trends_current WHERE granularity = 'day'",
+    )
+    .await as usize;
+    let stored = scalar(&db, "SELECT count() FROM mentions FINAL").await as usize;
+    assert_eq!(total_day, stored, "every stored mention counted once");
+    drop(v);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_answers_503_until_clickhouse_catches_up() {
+    let db = TestDb::new().await;
+    let (org, key) = db.create_org("acme");
+    let src = db.add_source(org, "r/acme");
+    let proxy = Proxy::start(&db.cfg.url).await;
+    let v = Vigie::start_via(
+        &db,
+        &proxy.url,
+        &["--wal-segment-bytes", "2000", "--wal-max-bytes", "20000"],
+    );
+    // The same ten mentions, re-posted with new texts: compaction can shrink them.
+    let batch = |round: usize| -> String {
+        let recs: Vec<Value> = (0..10u128)
+            .map(|i| {
+                mention(
+                    Uuid::from_u128(i + 1),
+                    src,
+                    &format!("round {round}: love it {}", "x".repeat(50)),
+                    "2026-11-20T10:00:00Z",
+                )
+            })
+            .collect();
+        ndjson(&recs)
+    };
+    let (status, _) = post(&v, Some(&key), "application/x-ndjson", batch(0)).await;
+    assert_eq!(status, 202);
+    proxy.set_up(false);
+    let mut round = 1;
+    let full = loop {
+        let resp = reqwest::Client::new()
+            .post(v.url("/v1/mentions"))
+            .bearer_auth(&key)
+            .header("content-type", "application/x-ndjson")
+            .body(batch(round))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 503 {
+            break resp;
+        }
+        assert_eq!(resp.status().as_u16(), 202);
+        round += 1;
+        assert!(round < 500, "the budget never filled");
+    };
+    assert_eq!(full.headers()["retry-after"], "1");
+    let body: Value = full.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("disk budget"),
+        "{body}"
+    );
+
+    proxy.set_up(true);
+    eventually(Duration::from_secs(60), "ingest accepts again", || async {
+        let (status, _) = post(&v, Some(&key), "application/x-ndjson", batch(round)).await;
+        (status == 202).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the ten mentions at their last text",
+        || async {
+            let n = scalar(
+                &db,
+                &format!("SELECT count() FROM mentions FINAL WHERE text LIKE 'round {round}:%'"),
+            )
+            .await;
+            (n == 10.0).then_some(())
+        },
+    )
+    .await;
+    assert_trends_match_oracle(&db, Duration::from_secs(30)).await;
+}

@@ -20,8 +20,11 @@ pub struct SinkBatch {
     pub worker: usize,
     /// Dataflow time (the ingest epoch, milliseconds since the epoch).
     pub time: u64,
-    /// Consolidated changes: +1 new state, -1 retracted state.
+    /// Consolidated changes: +1 new state, -1 retracted state (empty for a progress-only
+    /// batch).
     pub changes: Vec<(Change, isize)>,
+    /// This worker has sent everything for dataflow times below this one.
+    pub complete_below: u64,
 }
 
 /// Installs the emit operator at the end of the graph.
@@ -31,6 +34,7 @@ pub fn emit<'s>(
     tx: tokio::sync::mpsc::Sender<SinkBatch>,
 ) {
     let mut stash: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
+    let mut reported = 0u64;
     changes
         .inner
         .sink(Pipeline, "Emit", move |(input, frontier)| {
@@ -48,17 +52,42 @@ pub fn emit<'s>(
                 if changes.is_empty() {
                     continue;
                 }
-                if tx
-                    .blocking_send(SinkBatch {
-                        worker,
-                        time,
-                        changes,
-                    })
-                    .is_err()
-                {
+                // Stash entries leave in time order, so everything up to `time` is out.
+                reported = reported.max(time + 1);
+                let batch = SinkBatch {
+                    worker,
+                    time,
+                    changes,
+                    complete_below: reported,
+                };
+                if tx.blocking_send(batch).is_err() {
                     // The sink is gone (shutdown); nothing more can be delivered.
                     stash.clear();
                     return;
+                }
+            }
+            // Progress without changes: tell the sink how far this worker is complete, so
+            // it can record what the write-ahead log no longer needs. An empty frontier
+            // (input closed) means complete for good.
+            let frontier = frontier
+                .frontier()
+                .iter()
+                .next()
+                .copied()
+                .unwrap_or(u64::MAX);
+            let complete = stash
+                .first_key_value()
+                .map_or(frontier, |(t, _)| frontier.min(*t));
+            if complete > reported {
+                reported = complete;
+                let batch = SinkBatch {
+                    worker,
+                    time: complete,
+                    changes: Vec::new(),
+                    complete_below: complete,
+                };
+                if tx.blocking_send(batch).is_err() {
+                    stash.clear();
                 }
             }
         });

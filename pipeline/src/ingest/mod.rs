@@ -29,7 +29,7 @@ use self::registry::{Registry, SourceState};
 use self::validate::Rejection;
 use crate::graph::records::{MentionBody, MentionKey};
 use crate::metrics::Metrics;
-use crate::runtime::Submission;
+use crate::runtime::{Refusal, Submission};
 
 /// Everything the handlers share.
 pub struct IngestState {
@@ -185,7 +185,10 @@ async fn submit(
         .map_err(|_| IngestError::Unavailable("the pipeline is shutting down"))?;
     match acked.await {
         Ok(Ok(time)) => Ok(time),
-        Ok(Err(_)) => Err(IngestError::Unavailable(
+        Ok(Err(Refusal::LogFull)) => Err(IngestError::Unavailable(
+            "the write-ahead log is at its disk budget because ClickHouse is behind",
+        )),
+        Ok(Err(Refusal::LogFailed)) => Err(IngestError::Unavailable(
             "the mentions could not be persisted",
         )),
         Err(_) => Err(IngestError::Unavailable("the pipeline is shutting down")),
