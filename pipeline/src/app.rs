@@ -72,6 +72,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         metrics: metrics.clone(),
         body_limit: settings.body_limit,
         clickhouse: ch.clone(),
+        // Only the chaos harness's negative control sets this, to show its checks can fail.
+        ignore_client_ids: std::env::var_os("VIGIE_UNSAFE_IGNORE_CLIENT_IDS").is_some(),
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -351,10 +351,13 @@ impl RunOpts {
                     .unwrap_or(30),
             ),
             wal_max_bytes: self.wal_max_bytes.or(file.wal_max_bytes).unwrap_or(8 << 30),
+            // A segment must close well before the budget is reached, or nothing could be
+            // compacted to make room.
             wal_segment_bytes: self
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)
-                .unwrap_or(64 << 20),
+                .unwrap_or(64 << 20)
+                .min((self.wal_max_bytes.or(file.wal_max_bytes).unwrap_or(8 << 30) / 4).max(1)),
         }
     }
 }

@@ -14,4 +14,5 @@ pub mod post;
 pub mod replay;
 pub mod runtime;
 pub mod sink;
+pub mod verify;
 pub mod wal;

@@ -43,6 +43,8 @@ pub struct IngestState {
     pub body_limit: usize,
     /// For `/readyz`.
     pub clickhouse: ClickHouseConfig,
+    /// Negative control of the chaos harness only: ignore client ids (breaks idempotence).
+    pub ignore_client_ids: bool,
 }
 
 /// Errors a request can end in; each has one status.
@@ -256,7 +258,9 @@ where
             });
             continue;
         }
-        let id = c.id.unwrap_or_else(Uuid::new_v4);
+        let id =
+            c.id.filter(|_| !state.ignore_client_ids)
+                .unwrap_or_else(Uuid::new_v4);
         ids.push(id);
         upserts.push((MentionKey { org, id }, Some(c.body)));
     }

@@ -310,28 +310,7 @@ pub fn ndjson(records: &[Value]) -> String {
     records.iter().map(|r| r.to_string() + "\n").collect()
 }
 
-/// The trend rows as BI tools see them, canonicalised for comparison (callers sort: 18.16
-/// has no positional `ORDER BY`).
-pub const TRENDS_SQL: &str = "SELECT toString(org_id), toInt8(granularity), toUInt32(bucket), toString(source_id), \
-    total, positive, neutral, negative, toInt64(round(sentiment_sum * 1000000)), toInt64(round(virality_sum * 1000000)), \
-    anger, anticipation, disgust, fear, joy, sadness, surprise, trust \
-    FROM trends_current";
-
-/// The same rows recomputed from scratch over `mentions FINAL` with plain SQL (the oracle).
-pub const TRENDS_ORACLE_SQL: &str = "SELECT toString(org_id), g, b, toString(source_id), \
-    count(), countIf(sentiment = 'positive'), countIf(sentiment = 'neutral'), countIf(sentiment = 'negative'), \
-    toInt64(round(sum(sentiment_score) * 1000000)), toInt64(round(sum(virality_score) * 1000000)), \
-    countIf(has(emotions, 'anger')), countIf(has(emotions, 'anticipation')), countIf(has(emotions, 'disgust')), \
-    countIf(has(emotions, 'fear')), countIf(has(emotions, 'joy')), countIf(has(emotions, 'sadness')), \
-    countIf(has(emotions, 'surprise')), countIf(has(emotions, 'trust')) \
-    FROM (SELECT org_id, source_id, sentiment, sentiment_score, virality_score, emotions, \
-            arrayJoin([(toInt8(1), toUInt32(toStartOfHour(created_at, 'UTC'))), \
-                       (toInt8(2), toUInt32(toDate(created_at, 'UTC')) * 86400), \
-                       (toInt8(3), toUInt32(toMonday(created_at, 'UTC')) * 86400), \
-                       (toInt8(4), toUInt32(toStartOfMonth(created_at, 'UTC')) * 86400)]) AS gb, \
-            gb.1 AS g, gb.2 AS b \
-          FROM mentions FINAL) \
-    GROUP BY org_id, g, b, source_id";
+pub use vigie_pipeline::verify::{TRENDS_ORACLE_SQL, TRENDS_SQL};
 
 /// Runs `sql` over ClickHouse's HTTP interface and returns the rows as JSON arrays.
 pub async fn rows(db: &TestDb, sql: &str) -> Vec<Value> {

@@ -1,0 +1,451 @@
+//! The chaos harness: drives a load through a real `vigie run` while killing it with
+//! SIGKILL, cutting ClickHouse off, and filling the write-ahead log's disk budget; then
+//! checks that every acknowledged mention is stored exactly once and that trends equal a
+//! recompute. `--negative-control` switches idempotence off in vigie and expects the checks
+//! to fail (exit 0 when they do).
+//!
+//! The load behaves like an at-least-once client: a batch is re-sent until acknowledged,
+//! and every tenth batch is sent once more after its acknowledgement (a client that timed
+//! out reading the answer).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::json;
+use uuid::Uuid;
+use vigie_pipeline::verify;
+use vigie_sinks::clickhouse::{catalog, migrations, ClickHouseConfig};
+
+/// Options.
+#[derive(Debug, Parser)]
+#[command(name = "vigie-chaos", about = "Exactly-once chaos harness for vigie")]
+struct Opts {
+    /// The vigie binary to run
+    #[arg(long, default_value = "target/release/vigie")]
+    vigie: PathBuf,
+    /// ClickHouse to use (a fresh database is created and dropped)
+    #[arg(
+        long,
+        env = "VIGIE_TEST_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    clickhouse_url: String,
+    /// Mentions to acknowledge
+    #[arg(long, default_value_t = 1_000_000)]
+    mentions: u64,
+    /// SIGKILLs of vigie, spread over the load
+    #[arg(long, default_value_t = 20)]
+    kills: u64,
+    /// ClickHouse outages (connections cut for 1–3 s), spread over the load
+    #[arg(long, default_value_t = 3)]
+    outages: u64,
+    /// Mentions per request
+    #[arg(long, default_value_t = 500)]
+    batch: u64,
+    /// Concurrent clients
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Every this many restarts, vigie runs with a write-ahead log budget just above its
+    /// current size, so the load fills it and gets 503s (0 = never)
+    #[arg(long, default_value_t = 3)]
+    tight_budget_every: u64,
+    /// vigie's timely workers
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Switch idempotence off in vigie and expect the checks to fail
+    #[arg(long)]
+    negative_control: bool,
+}
+
+const TEXTS: &[&str] = &[
+    "Just tried the new Acme app and honestly it's amazing 😍",
+    "Worst experience with Acme ever, the phone broke after 2 days 😡",
+    "Anyone know when the Acme bike ships?",
+    "J'adore le nouveau casque Acme !!",
+    "Franchement Acme c'est nul, service client injoignable",
+    "not bad at all, quite good actually",
+];
+
+/// Shared state of the run.
+struct Run {
+    base: Mutex<Option<String>>,
+    next_batch: AtomicU64,
+    acked: Mutex<Vec<u64>>,
+    acked_count: AtomicU64,
+    refused_503: AtomicU64,
+}
+
+/// Bytes of the write-ahead log on disk.
+fn wal_bytes(data_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(data_dir.join("wal"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn spawn_vigie(
+    opts: &Opts,
+    proxy_url: &str,
+    db: &str,
+    data_dir: &std::path::Path,
+    budget: u64,
+) -> anyhow::Result<(Child, String)> {
+    let mut cmd = Command::new(&opts.vigie);
+    cmd.args([
+        "--clickhouse-url",
+        proxy_url,
+        "--database",
+        db,
+        "--log",
+        "error",
+    ])
+    .args([
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--catalog-ttl-ms",
+        "1000",
+        "--flush-interval-ms",
+        "100",
+    ])
+    .args([
+        "--workers",
+        &opts.workers.to_string(),
+        "--wal-segment-bytes",
+        &(256u64 << 10).to_string(),
+    ])
+    .args(["--wal-max-bytes", &budget.to_string()])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    if opts.negative_control {
+        cmd.env("VIGIE_UNSAFE_IGNORE_CLIENT_IDS", "1");
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", opts.vigie.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().context("vigie exited before listening")??;
+        if let Some(url) = line.strip_prefix("vigie listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, base))
+}
+
+fn record(n: u64, org_salt: u128, sources: &[Uuid]) -> serde_json::Value {
+    json!({
+        "id": Uuid::from_u128(org_salt ^ u128::from(n)),
+        "source_id": sources[(n % sources.len() as u64) as usize],
+        "text": TEXTS[(n % TEXTS.len() as u64) as usize],
+        "author": format!("@user{}", n % 997),
+        // The url names the logical mention: the checks count by it, so a mention stored
+        // under two ids (idempotence broken) shows up as a duplicate.
+        "url": format!("https://example.com/m/{n}"),
+        "created_at": time::OffsetDateTime::from_unix_timestamp(1_790_000_000 + ((n * 7_919) % (30 * 86_400)) as i64)
+            .map(|t| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())
+            .unwrap_or_default(),
+        "likes": n % 40, "shares": n % 7,
+    })
+}
+
+async fn client_loop(
+    run: Arc<Run>,
+    opts_batch: u64,
+    target: u64,
+    key: String,
+    salt: u128,
+    sources: Vec<Uuid>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    loop {
+        let b = run.next_batch.fetch_add(1, Ordering::SeqCst);
+        if b * opts_batch >= target {
+            return;
+        }
+        let ns: Vec<u64> = (b * opts_batch..((b + 1) * opts_batch).min(target)).collect();
+        let body: String = ns
+            .iter()
+            .map(|n| record(*n, salt, &sources).to_string() + "\n")
+            .collect();
+        let sends = if b % 10 == 9 { 2 } else { 1 };
+        for send in 0..sends {
+            loop {
+                let base = run.base.lock().ok().and_then(|b| b.clone());
+                let Some(base) = base else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let sent = http
+                    .post(format!("{base}/v1/mentions"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 202 => break,
+                    Ok(r) if r.status().as_u16() == 503 => {
+                        run.refused_503.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if send == 0 {
+                run.acked_count.fetch_add(ns.len() as u64, Ordering::SeqCst);
+                if let Ok(mut a) = run.acked.lock() {
+                    a.extend(&ns);
+                }
+            }
+        }
+    }
+}
+
+/// A TCP proxy to ClickHouse whose connections can be cut.
+async fn proxy(target: String, up: Arc<AtomicBool>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let target = target
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if !up.load(Ordering::SeqCst) {
+                continue;
+            }
+            let target = target.clone();
+            let up = up.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let cut = async {
+                    while up.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                tokio::select! { _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}, _ = cut => {} }
+            });
+        }
+    });
+    Ok(url)
+}
+
+async fn count(http: &reqwest::Client, url: &str, db: &str, sql: &str) -> anyhow::Result<u64> {
+    let rows = verify::sorted_rows(http, url, db, sql)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    rows.first()
+        .and_then(|r| r.trim().parse().ok())
+        .context("a count")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let opts = Opts::parse();
+    let db = format!("vigie_chaos_{}", Uuid::new_v4().simple());
+    let ch = ClickHouseConfig {
+        url: opts.clickhouse_url.clone(),
+        database: db.clone(),
+        ..ClickHouseConfig::default()
+    };
+    migrations::migrate(&ch)
+        .await
+        .context("migrating the chaos database")?;
+    let client = ch.client();
+    let (org, key) = catalog::create_org(&client, "chaos").await?;
+    let mut sources = Vec::new();
+    for name in ["reddit", "x", "news"] {
+        sources.push(
+            catalog::add_source(&client, org.id, 1, name, vec!["acme".into()])
+                .await?
+                .id,
+        );
+    }
+    let data_dir = std::env::temp_dir().join(format!("vigie-chaos-{}", Uuid::new_v4().simple()));
+    let up = Arc::new(AtomicBool::new(true));
+    let proxy_url = proxy(opts.clickhouse_url.clone(), up.clone()).await?;
+
+    let run = Arc::new(Run {
+        base: Mutex::new(None),
+        next_batch: AtomicU64::new(0),
+        acked: Mutex::new(Vec::new()),
+        acked_count: AtomicU64::new(0),
+        refused_503: AtomicU64::new(0),
+    });
+    const ROOMY: u64 = 64 << 30;
+    let (mut child, base) = spawn_vigie(&opts, &proxy_url, &db, &data_dir, ROOMY)?;
+    *run.base.lock().map_err(|_| anyhow::anyhow!("lock"))? = Some(base);
+    let salt = Uuid::new_v4().as_u128() & !0xFFFF_FFFF_FFFF_FFFFu128;
+    let clients: Vec<_> = (0..opts.connections)
+        .map(|_| {
+            tokio::spawn(client_loop(
+                run.clone(),
+                opts.batch,
+                opts.mentions,
+                key.clone(),
+                salt,
+                sources.clone(),
+            ))
+        })
+        .collect();
+
+    let started = Instant::now();
+    let (mut kills, mut outages, mut max_recovery) = (0u64, 0u64, Duration::ZERO);
+    let http = reqwest::Client::new();
+    let mut last_progress = (0u64, Instant::now());
+    let mut outage_ends: Option<Instant> = None;
+    while run.acked_count.load(Ordering::SeqCst) < opts.mentions {
+        let acked_now = run.acked_count.load(Ordering::SeqCst);
+        if acked_now > last_progress.0 {
+            last_progress = (acked_now, Instant::now());
+        }
+        let progress = acked_now as f64 / opts.mentions as f64;
+        // A tight budget stalls the load with 503s until the next restart.
+        let stalled =
+            last_progress.1.elapsed() > Duration::from_secs(3) && up.load(Ordering::SeqCst);
+        if stalled
+            || (kills < opts.kills && progress >= (kills + 1) as f64 / (opts.kills + 1) as f64)
+        {
+            *run.base.lock().map_err(|_| anyhow::anyhow!("lock"))? = None;
+            child.kill()?;
+            child.wait()?;
+            kills += 1;
+            let tight =
+                opts.tight_budget_every > 0 && kills % opts.tight_budget_every == 0 && !stalled;
+            let budget = if tight {
+                wal_bytes(&data_dir) + (1 << 20)
+            } else {
+                ROOMY
+            };
+            let t = Instant::now();
+            let (c, base) = spawn_vigie(&opts, &proxy_url, &db, &data_dir, budget)?;
+            child = c;
+            while http.get(format!("{base}/healthz")).send().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            max_recovery = max_recovery.max(t.elapsed());
+            last_progress = (acked_now, Instant::now());
+            *run.base.lock().map_err(|_| anyhow::anyhow!("lock"))? = Some(base);
+        } else if outage_ends.is_none()
+            && outages < opts.outages
+            && progress >= (outages as f64 + 0.5) / (opts.outages + 1) as f64
+        {
+            // ClickHouse goes away for 1–3 s; kills may happen meanwhile (crash during flush).
+            outages += 1;
+            up.store(false, Ordering::SeqCst);
+            outage_ends = Some(Instant::now() + Duration::from_millis(1000 + 1000 * (outages % 3)));
+        }
+        if outage_ends.is_some_and(|t| Instant::now() >= t) {
+            up.store(true, Ordering::SeqCst);
+            outage_ends = None;
+            last_progress = (acked_now, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("the load did not finish within an hour");
+        }
+    }
+    up.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await?;
+    }
+    let load_time = started.elapsed();
+
+    // Drain: wait until ClickHouse holds at least every acknowledged mention.
+    let acked: Vec<u64> = run
+        .acked
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .clone();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let url = &opts.clickhouse_url;
+    loop {
+        let stored = count(&http, url, &db, "SELECT uniqExact(url) FROM mentions FINAL").await?;
+        if stored >= acked.len() as u64 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Let trends settle behind the mentions.
+    let mut trends = Err(String::new());
+    for _ in 0..60 {
+        trends = verify::trends_match(&http, url, &db).await;
+        if trends.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stored_rows = count(&http, url, &db, "SELECT count() FROM mentions FINAL").await?;
+    let stored_urls = count(&http, url, &db, "SELECT uniqExact(url) FROM mentions FINAL").await?;
+    let urls = verify::sorted_rows(&http, url, &db, "SELECT url FROM mentions FINAL")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let stored_set: std::collections::HashSet<u64> = urls
+        .iter()
+        .filter_map(|u| u.rsplit('/').next()?.parse().ok())
+        .collect();
+    let lost = acked.iter().filter(|n| !stored_set.contains(n)).count() as u64;
+    let duplicated = stored_rows - stored_urls;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    println!("| acked | stored | lost | duplicated | kills | outages | 503s | max recovery | load time | trends = recompute |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} s | {} |",
+        acked.len(),
+        stored_rows,
+        lost,
+        duplicated,
+        kills,
+        outages,
+        run.refused_503.load(Ordering::Relaxed),
+        max_recovery.as_secs_f64() * 1000.0,
+        load_time.as_secs_f64(),
+        match &trends {
+            Ok(n) => format!("yes ({n} rows)"),
+            Err(e) => format!("NO: {e}"),
+        }
+    );
+    let passed = lost == 0 && duplicated == 0 && trends.is_ok();
+    migrations::drop_database_blocking(&ch);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    match (opts.negative_control, passed) {
+        (false, true) => {
+            println!(
+                "PASS: every acknowledged mention stored exactly once; trends equal the recompute"
+            );
+            Ok(())
+        }
+        (false, false) => bail!(
+            "FAIL: lost {lost}, duplicated {duplicated}, trends {:?}",
+            trends.err()
+        ),
+        (true, false) => {
+            println!("NEGATIVE CONTROL OK: with idempotence off the checks fail (lost {lost}, duplicated {duplicated})");
+            Ok(())
+        }
+        (true, true) => {
+            bail!("NEGATIVE CONTROL FAILED: idempotence was off but the checks still passed")
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Independent checks of what vigie stored, used by the tests and the chaos harness: the
+//! trends as BI tools read them, and the same recomputed from scratch with plain SQL over
+//! `mentions FINAL` (the oracle). Both queries return the same columns in the same form.
+
+/// The trend rows as BI tools see them, canonicalised for comparison (callers sort: 18.16
+/// has no positional `ORDER BY`).
+pub const TRENDS_SQL: &str = "SELECT toString(org_id), toInt8(granularity), toUInt32(bucket), toString(source_id), \
+    total, positive, neutral, negative, toInt64(round(sentiment_sum * 1000000)), toInt64(round(virality_sum * 1000000)), \
+    anger, anticipation, disgust, fear, joy, sadness, surprise, trust \
+    FROM trends_current";
+
+/// The same rows recomputed from scratch over `mentions FINAL` with plain SQL (the oracle).
+pub const TRENDS_ORACLE_SQL: &str = "SELECT toString(org_id), g, b, toString(source_id), \
+    count(), countIf(sentiment = 'positive'), countIf(sentiment = 'neutral'), countIf(sentiment = 'negative'), \
+    toInt64(round(sum(sentiment_score) * 1000000)), toInt64(round(sum(virality_score) * 1000000)), \
+    countIf(has(emotions, 'anger')), countIf(has(emotions, 'anticipation')), countIf(has(emotions, 'disgust')), \
+    countIf(has(emotions, 'fear')), countIf(has(emotions, 'joy')), countIf(has(emotions, 'sadness')), \
+    countIf(has(emotions, 'surprise')), countIf(has(emotions, 'trust')) \
+    FROM (SELECT org_id, source_id, sentiment, sentiment_score, virality_score, emotions, \
+            arrayJoin([(toInt8(1), toUInt32(toStartOfHour(created_at, 'UTC'))), \
+                       (toInt8(2), toUInt32(toDate(created_at, 'UTC')) * 86400), \
+                       (toInt8(3), toUInt32(toMonday(created_at, 'UTC')) * 86400), \
+                       (toInt8(4), toUInt32(toStartOfMonth(created_at, 'UTC')) * 86400)]) AS gb, \
+            gb.1 AS g, gb.2 AS b \
+          FROM mentions FINAL) \
+    GROUP BY org_id, g, b, source_id";
+
+/// Rows of `sql` (tab-separated, sorted) from ClickHouse's HTTP interface.
+pub async fn sorted_rows(
+    client: &reqwest::Client,
+    url: &str,
+    database: &str,
+    sql: &str,
+) -> Result<Vec<String>, String> {
+    let resp = client
+        .post(format!(
+            "{}/?database={database}",
+            url.trim_end_matches('/')
+        ))
+        .body(format!("{sql} FORMAT TabSeparated"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {text}"));
+    }
+    let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+    rows.sort();
+    Ok(rows)
+}
+
+/// Ok when `trends_current` equals the recompute over `mentions FINAL`; otherwise how many
+/// rows differ.
+pub async fn trends_match(
+    client: &reqwest::Client,
+    url: &str,
+    database: &str,
+) -> Result<usize, String> {
+    let got = sorted_rows(client, url, database, TRENDS_SQL).await?;
+    let want = sorted_rows(client, url, database, TRENDS_ORACLE_SQL).await?;
+    if got == want {
+        Ok(got.len())
+    } else {
+        let differing = got
+            .iter()
+            .filter(|r| want.binary_search(r).is_err())
+            .count()
+            + want
+                .iter()
+                .filter(|r| got.binary_search(r).is_err())
+                .count();
+        Err(format!(
+            "{differing} trend rows differ from the recompute ({} vs {})",
+            got.len(),
+            want.len()
+        ))
+    }
+}

@@ -1,0 +1,63 @@
+//! The short chaos run of every CI build: SIGKILLs, ClickHouse outages and a full write-ahead
+//! log under load, then exactly-once checks — and the negative control, which must fail
+//! those checks once idempotence is switched off. The full run (≥ 1 M mentions, ≥ 20 kills)
+//! is documented in README.md.
+
+mod common;
+
+use std::process::Command;
+
+fn chaos(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigie-chaos"))
+        .args([
+            "--vigie",
+            env!("CARGO_BIN_EXE_vigie"),
+            "--clickhouse-url",
+            &common::clickhouse_url(),
+        ])
+        .args(args)
+        .output()
+        .expect("running vigie-chaos");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (
+        out.status.success(),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn short_chaos_run_loses_and_duplicates_nothing() {
+    let (ok, out) = chaos(&[
+        "--mentions",
+        "30000",
+        "--kills",
+        "5",
+        "--outages",
+        "2",
+        "--connections",
+        "2",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS"), "{out}");
+    assert!(
+        out.contains("| 5 | 2 |"),
+        "five kills and two outages happened: {out}"
+    );
+}
+
+#[test]
+fn negative_control_the_checks_fail_without_idempotence() {
+    let (ok, out) = chaos(&[
+        "--mentions",
+        "10000",
+        "--kills",
+        "2",
+        "--outages",
+        "1",
+        "--connections",
+        "2",
+        "--negative-control",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("NEGATIVE CONTROL OK"), "{out}");
+}
