@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use vigie_sinks::clickhouse::rows::{MentionRef, MentionRow, TrendRow};
@@ -136,6 +136,26 @@ pub struct SinkConfig {
     pub dead_letter_dir: PathBuf,
     /// Timely workers sending batches (progress is the minimum over them).
     pub workers: usize,
+    /// Where the committed time is recorded (read back at start-up as `skip_below`).
+    pub progress_file: PathBuf,
+    /// Batches of dataflow times below this are already in ClickHouse (a replay of the
+    /// write-ahead log re-creates them with the same versions): they are not written again.
+    pub skip_below: u64,
+}
+
+/// The committed time recorded in `path` (0 when there is none).
+pub fn read_progress(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records the committed time (write to a temporary file, then rename).
+fn write_progress(path: &std::path::Path, committed: u64) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, committed.to_string())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Consumes the graph's batches until the channel closes, then flushes everything.
@@ -165,6 +185,7 @@ pub async fn run(
     let client = ch.client();
     let mut deletions: Vec<MentionRef> = Vec::new();
     let mut complete = vec![0u64; cfg.workers.max(1)];
+    let mut last_progress_write = Instant::now();
     loop {
         let deadline = [mentions.deadline(), trends.deadline()]
             .into_iter()
@@ -180,7 +201,12 @@ pub async fn run(
             if let Some(c) = complete.get_mut(batch.worker) {
                 *c = (*c).max(batch.complete_below);
             }
-            let w = writes_for(batch.time, &batch.changes);
+            let replayed = batch.time < cfg.skip_below;
+            let w = if replayed {
+                Writes::default()
+            } else {
+                writes_for(batch.time, &batch.changes)
+            };
             for r in w.mentions {
                 mentions.push(r);
             }
@@ -204,11 +230,17 @@ pub async fn run(
         if mentions.is_empty() && trends.is_empty() && deletions.is_empty() {
             let done = complete.iter().copied().min().unwrap_or(0);
             metrics.set_committed_time(done);
-            committed.send_if_modified(|c| {
+            let advanced = committed.send_if_modified(|c| {
                 let advanced = done > *c;
                 *c = (*c).max(done);
                 advanced
             });
+            if advanced && last_progress_write.elapsed() >= Duration::from_millis(500) || closed {
+                if let Err(e) = write_progress(&cfg.progress_file, *committed.borrow()) {
+                    tracing::warn!(error = %e, "cannot record progress; a restart rewrites more rows");
+                }
+                last_progress_write = Instant::now();
+            }
         }
         if closed {
             break;

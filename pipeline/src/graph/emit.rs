@@ -67,14 +67,11 @@ pub fn emit<'s>(
                 }
             }
             // Progress without changes: tell the sink how far this worker is complete, so
-            // it can record what the write-ahead log no longer needs. An empty frontier
-            // (input closed) means complete for good.
-            let frontier = frontier
-                .frontier()
-                .iter()
-                .next()
-                .copied()
-                .unwrap_or(u64::MAX);
+            // it can record what the write-ahead log no longer needs. An empty frontier (the
+            // input closed at shutdown) reports nothing more: progress names real times only.
+            let Some(frontier) = frontier.frontier().iter().next().copied() else {
+                return;
+            };
             let complete = stash
                 .first_key_value()
                 .map_or(frontier, |(t, _)| frontier.min(*t));
