@@ -10,9 +10,11 @@ pub const TRENDS_SQL: &str = "SELECT toString(org_id), toInt8(granularity), toUI
     FROM trends_current";
 
 /// The same rows recomputed from scratch over `mentions FINAL` with plain SQL (the oracle).
+/// Scores are summed as integer micro-units: a Float64 sum over a million mentions drifts
+/// by more than 1e-6.
 pub const TRENDS_ORACLE_SQL: &str = "SELECT toString(org_id), g, b, toString(source_id), \
     count(), countIf(sentiment = 'positive'), countIf(sentiment = 'neutral'), countIf(sentiment = 'negative'), \
-    toInt64(round(sum(sentiment_score) * 1000000)), toInt64(round(sum(virality_score) * 1000000)), \
+    sum(toInt64(round(sentiment_score * 1000000))), sum(toInt64(round(virality_score * 1000000))), \
     countIf(has(emotions, 'anger')), countIf(has(emotions, 'anticipation')), countIf(has(emotions, 'disgust')), \
     countIf(has(emotions, 'fear')), countIf(has(emotions, 'joy')), countIf(has(emotions, 'sadness')), \
     countIf(has(emotions, 'surprise')), countIf(has(emotions, 'trust')) \
