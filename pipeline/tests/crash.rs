@@ -111,14 +111,6 @@ async fn acknowledged_mentions_survive_sigkill_and_are_counted_once() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_log_restores_the_same_state_after_restart() {
     let db = TestDb::new().await;
@@ -143,12 +135,7 @@ async fn a_compacted_log_restores_the_same_state_after_restart() {
     )
     .await;
     assert_eq!(status, 202);
-    let text = reqwest::get(v.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&v).await;
     assert!(
         metric(&text, "vigie_wal_compactions_total") >= 1.0,
         "the log was compacted"

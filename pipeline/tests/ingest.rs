@@ -145,12 +145,7 @@ async fn every_documented_status_code() {
     // Health, readiness, metrics.
     assert_eq!(status_of(&v, "/healthz").await, 200);
     assert_eq!(status_of(&v, "/readyz").await, 200);
-    let metrics = reqwest::get(v.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&v).await;
     assert!(
         metrics.contains("vigie_mentions_accepted_total 1"),
         "{metrics}"

@@ -71,12 +71,7 @@ async fn mentions_accepted_during_an_outage_land_when_clickhouse_returns() {
     )
     .await;
     assert_trends_match_oracle(&db, Duration::from_secs(30)).await;
-    let metrics = reqwest::get(v.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&v).await;
     let retries: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("vigie_clickhouse_retries_total{"))

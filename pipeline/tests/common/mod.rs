@@ -113,22 +113,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let cfg = self.cfg.clone();
-        // Drop runs inside the test's runtime; use a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = cfg
-                    .server_client()
-                    .query(&format!("DROP DATABASE IF EXISTS {}", cfg.database))
-                    .execute()
-                    .await;
-            });
-        })
-        .join();
+        migrations::drop_database_blocking(&self.cfg);
     }
 }
 
@@ -265,6 +250,25 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The body of `GET /metrics`.
+pub async fn metrics_text(v: &Vigie) -> String {
+    reqwest::get(v.url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+/// The value of an unlabelled metric in a Prometheus text body.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 /// The status of `GET path`.
