@@ -61,7 +61,10 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         dead_letter_dir: settings.data_dir.join("dead-letter"),
         workers: settings.workers,
         progress_file: settings.data_dir.join("committed"),
-        skip_below: sink::read_progress(&settings.data_dir.join("committed")),
+        skip_below: sink::read_progress(
+            &settings.data_dir.join("committed"),
+            &sink::progress_target(&ch),
+        ),
     };
     let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone(), committed_tx));
     let (wal, replay) = Wal::open(&settings.data_dir.join("wal"), settings.wal_segment_bytes)

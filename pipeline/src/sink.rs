@@ -143,19 +143,28 @@ pub struct SinkConfig {
     pub skip_below: u64,
 }
 
-/// The committed time recorded in `path` (0 when there is none).
-pub fn read_progress(path: &std::path::Path) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+/// The committed time recorded in `path` for `target` (0 when there is none, or when it
+/// was recorded for another ClickHouse database: then nothing is assumed written).
+pub fn read_progress(path: &std::path::Path, target: &str) -> u64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    match text.trim().rsplit_once(' ') {
+        Some((recorded_for, t)) if recorded_for == target => t.parse().unwrap_or(0),
+        _ => 0,
+    }
 }
 
-/// Records the committed time (write to a temporary file, then rename).
-fn write_progress(path: &std::path::Path, committed: u64) -> std::io::Result<()> {
+/// Records the committed time for `target` (write to a temporary file, then rename).
+fn write_progress(path: &std::path::Path, target: &str, committed: u64) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, committed.to_string())?;
+    std::fs::write(&tmp, format!("{target} {committed}\n"))?;
     std::fs::rename(&tmp, path)
+}
+
+/// What progress records are keyed by: the ClickHouse URL and database.
+pub fn progress_target(cfg: &ClickHouseConfig) -> String {
+    format!("{}/{}", cfg.url.trim_end_matches('/'), cfg.database).replace(' ', "%20")
 }
 
 /// Consumes the graph's batches until the channel closes, then flushes everything.
@@ -236,7 +245,11 @@ pub async fn run(
                 advanced
             });
             if advanced && last_progress_write.elapsed() >= Duration::from_millis(500) || closed {
-                if let Err(e) = write_progress(&cfg.progress_file, *committed.borrow()) {
+                if let Err(e) = write_progress(
+                    &cfg.progress_file,
+                    &progress_target(&cfg.clickhouse),
+                    *committed.borrow(),
+                ) {
                     tracing::warn!(error = %e, "cannot record progress; a restart rewrites more rows");
                 }
                 last_progress_write = Instant::now();
@@ -291,4 +304,22 @@ async fn delete_mentions(
             .fetch_add(chunk.len() as u64, Relaxed);
     }
     Ok(refs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_only_trusted_for_the_database_it_was_recorded_for() {
+        let dir =
+            std::env::temp_dir().join(format!("vigie-progress-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("committed");
+        assert_eq!(read_progress(&path, "http://a:8123/vigie"), 0);
+        write_progress(&path, "http://a:8123/vigie", 42).unwrap();
+        assert_eq!(read_progress(&path, "http://a:8123/vigie"), 42);
+        assert_eq!(read_progress(&path, "http://a:8123/other"), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
