@@ -1,6 +1,11 @@
 //! Independent checks of what vigie stored, used by the tests and the chaos harness: the
 //! trends as BI tools read them, and the same recomputed from scratch with plain SQL over
 //! `mentions FINAL` (the oracle). Both queries return the same columns in the same form.
+//! Also the fault both use to stage a ClickHouse outage: [`CutProxy`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The trend rows as BI tools see them, canonicalised for comparison (callers sort: 18.16
 /// has no positional `ORDER BY`).
@@ -78,5 +83,53 @@ pub async fn trends_match(
             got.len(),
             want.len()
         ))
+    }
+}
+
+/// A TCP proxy (on 127.0.0.1) to a ClickHouse whose connections can be cut: while it is
+/// down, new connections are dropped and open ones closed, as in an outage.
+pub struct CutProxy {
+    /// `http://127.0.0.1:PORT`, to give vigie as its ClickHouse URL.
+    pub url: String,
+    up: Arc<AtomicBool>,
+}
+
+impl CutProxy {
+    /// Starts a proxy to `target` (an `http://host:port` URL); it starts up.
+    pub async fn start(target: &str) -> std::io::Result<CutProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        let target = target
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees a reset
+                }
+                let target = target.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let cut = async {
+                        while flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}, _ = cut => {} }
+                });
+            }
+        });
+        Ok(CutProxy { url, up })
+    }
+
+    /// Cuts (`false`) or restores (`true`) the connection to ClickHouse.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 use uuid::Uuid;
+use vigie_pipeline::verify::CutProxy as Proxy;
 
 /// Posts batches until the server goes away; returns the ids of acknowledged records.
 async fn load_until_killed(base: String, key: String, source: Uuid, acked: Arc<Mutex<Vec<Uuid>>>) {
@@ -166,7 +167,7 @@ async fn a_full_log_answers_503_until_clickhouse_catches_up() {
     let db = TestDb::new().await;
     let (org, key) = db.create_org("acme");
     let src = db.add_source(org, "r/acme");
-    let proxy = Proxy::start(&db.cfg.url).await;
+    let proxy = Proxy::start(&db.cfg.url).await.unwrap();
     let v = Vigie::start_via(
         &db,
         &proxy.url,

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use common::*;
 use uuid::Uuid;
+use vigie_pipeline::verify::CutProxy as Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mentions_accepted_during_an_outage_land_when_clickhouse_returns() {
     let db = TestDb::new().await;
     let (org, key) = db.create_org("acme");
     let src = db.add_source(org, "r/acme");
-    let proxy = Proxy::start(&db.cfg.url).await;
+    let proxy = Proxy::start(&db.cfg.url).await.unwrap();
     let v = Vigie::start_via(&db, &proxy.url, &[]);
 
     let first: Vec<_> = (0..10)

@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -218,37 +218,6 @@ async fn client_loop(
     }
 }
 
-/// A TCP proxy to ClickHouse whose connections can be cut.
-async fn proxy(target: String, up: Arc<AtomicBool>) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let target = target
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            if !up.load(Ordering::SeqCst) {
-                continue;
-            }
-            let target = target.clone();
-            let up = up.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                    return;
-                };
-                let cut = async {
-                    while up.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                };
-                tokio::select! { _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}, _ = cut => {} }
-            });
-        }
-    });
-    Ok(url)
-}
-
 async fn count(http: &reqwest::Client, url: &str, db: &str, sql: &str) -> anyhow::Result<u64> {
     let rows = verify::sorted_rows(http, url, db, sql)
         .await
@@ -281,8 +250,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let data_dir = std::env::temp_dir().join(format!("vigie-chaos-{}", Uuid::new_v4().simple()));
-    let up = Arc::new(AtomicBool::new(true));
-    let proxy_url = proxy(opts.clickhouse_url.clone(), up.clone()).await?;
+    let proxy = verify::CutProxy::start(&opts.clickhouse_url).await?;
+    let proxy_url = proxy.url.clone();
 
     let run = Arc::new(Run {
         base: Mutex::new(None),
@@ -331,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
         // killed for it.)
         let stalled = tight_now
             && last_progress.1.elapsed() > Duration::from_secs(3)
-            && up.load(Ordering::SeqCst)
+            && outage_ends.is_none()
             && run.refused_503.load(Ordering::Relaxed) > refused_at_restart;
         if stalled
             || (kills < opts.kills && progress >= (kills + 1) as f64 / (opts.kills + 1) as f64)
@@ -361,11 +330,11 @@ async fn main() -> anyhow::Result<()> {
         {
             // ClickHouse goes away for 1–3 s; kills may happen meanwhile (crash during flush).
             outages += 1;
-            up.store(false, Ordering::SeqCst);
+            proxy.set_up(false);
             outage_ends = Some(Instant::now() + Duration::from_millis(1000 + 1000 * (outages % 3)));
         }
         if outage_ends.is_some_and(|t| Instant::now() >= t) {
-            up.store(true, Ordering::SeqCst);
+            proxy.set_up(true);
             outage_ends = None;
             last_progress = (acked_now, Instant::now());
         }
@@ -374,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
             bail!("the load did not finish within an hour");
         }
     }
-    up.store(true, Ordering::SeqCst);
+    proxy.set_up(true);
     for c in clients {
         c.await?;
     }
