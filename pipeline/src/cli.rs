@@ -69,6 +69,56 @@ pub enum Command {
     Gen(GenOpts),
     /// Post an NDJSON file of mentions to a running vigie, with a progress bar.
     Replay(ReplayOpts),
+    /// Score lines from stdin (NDJSON objects with a "text" field, or plain text) and write
+    /// one NDJSON object per line, in input order, with lang, sentiment, sentiment_score,
+    /// confidence and emotions. Needs no ClickHouse.
+    Score(ScoreOpts),
+}
+
+/// Scoring options shared by `vigie score` and `vigie run`.
+#[derive(Debug, Clone, Args)]
+pub struct ScoringOpts {
+    /// Sentiment scorer: `lexicon` (the built-in EN/FR lexicon scorer) or `onnx:PATH` (an
+    /// ONNX text classifier; needs a build with the `onnx` feature and ORT_DYLIB_PATH)
+    #[arg(long, env = "VIGIE_SCORER", default_value = "lexicon")]
+    pub scorer: crate::scoring::ScorerChoice,
+    /// Scores with |score| below this are neutral
+    #[arg(long, env = "VIGIE_NEUTRAL_BAND")]
+    pub neutral_band: Option<f64>,
+    /// Scores with a confidence below this are neutral
+    #[arg(long, env = "VIGIE_MIN_CONFIDENCE")]
+    pub min_confidence: Option<f64>,
+    /// Factor applied to the score of a text whose last clause is a question
+    #[arg(long, env = "VIGIE_QUESTION_DAMPING")]
+    pub question_damping: Option<f64>,
+}
+
+impl ScoringOpts {
+    /// The lexicon scorer's configuration: defaults, overridden by the flags given.
+    pub fn config(&self) -> vigie_udfs::ScoreConfig {
+        let mut cfg = vigie_udfs::ScoreConfig::default();
+        if let Some(b) = self.neutral_band {
+            cfg.neutral_band = b;
+        }
+        if let Some(c) = self.min_confidence {
+            cfg.min_confidence = c;
+        }
+        if let Some(q) = self.question_damping {
+            cfg.question_damping = q;
+        }
+        cfg
+    }
+}
+
+/// `vigie score`.
+#[derive(Debug, Args)]
+pub struct ScoreOpts {
+    /// How to score.
+    #[command(flatten)]
+    pub scoring: ScoringOpts,
+    /// Lines scored per batch (the ONNX scorer runs a batch at a time)
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
 }
 
 /// `vigie run`.

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod post;
 pub mod replay;
 pub mod runtime;
+pub mod scoring;
 pub mod sink;
 pub mod verify;
 pub mod wal;

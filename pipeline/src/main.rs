@@ -3,7 +3,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vigie_pipeline::cli::{Cli, Command, FileConfig};
-use vigie_pipeline::{admin, app, gen, replay};
+use vigie_pipeline::{admin, app, gen, replay, scoring};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -13,6 +13,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Score(opts) = &cli.command {
+        // Pure scoring: no runtime, no ClickHouse.
+        return scoring::score_stdin(opts);
+    }
     let file = FileConfig::load(cli.global.config.as_ref())?;
     let mut ch = cli.global.clickhouse(&file);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -29,6 +33,7 @@ fn main() -> anyhow::Result<()> {
             Command::Source(cmd) => admin::source(&ch, cmd).await,
             Command::Gen(opts) => gen::run(opts).await,
             Command::Replay(opts) => replay::run(opts).await,
+            Command::Score(_) => unreachable!("handled above"),
         }
     })
 }

@@ -1,188 +1,563 @@
-//! Tokenisation of social text: words (lowercased, accents folded, elongations reduced),
-//! emoji and emoticons; URLs and @handles dropped; hashtags split into words.
+//! Tokenisation of social text into lexicon entries, in one pass and without allocating:
+//! words are normalised into a stack buffer (lowercase, accents folded, elongations cut)
+//! and looked up at once; only the compact [`Tok`]s are kept, in a caller-owned buffer.
+//!
+//! URLs and @handles are dropped; hashtags are split at case changes (`#ChuteLibre` →
+//! `chute`, `libre`); emoji and emoticons are tokens of their own; `'` joins a word when
+//! the whole is a lexicon key ("don't") and splits it otherwise ("n'est" → `n`, `est`);
+//! phrases of two or three words ("not bad", "pas terrible", "rien à redire") replace their
+//! words when the lexicon has them.
 
-/// One token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Token {
-    /// A word, normalised: lowercase, diacritics folded ("déçu" → "decu"), 3+ repeated
-    /// letters reduced to one ("soooo" → "so"). `caps` is set for an ALL-CAPS word of 2+
-    /// letters.
-    Word {
-        /// Normalised form.
-        norm: String,
-        /// Whether it was written in capitals.
-        caps: bool,
-    },
-    /// An emoji or an emoticon such as `:)`.
-    Emoji(String),
-    /// A clause break: `but`-like contrast is handled by the scorer, this marks `.`, `;`, `?`.
+use crate::lexicon::{self, HEAD2, HEAD3, NONE};
+use crate::norm::{self, Folded};
+
+/// Kind of token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A word (or a phrase, on its first word).
+    Word,
+    /// An emoji or emoticon.
+    Emoji,
+    /// A clause break: `.`, `,`, `;`, `:`, `?`, `!`.
     Break,
 }
 
-/// Folds French (and common Latin) diacritics.
-pub fn fold(c: char) -> char {
-    match c {
-        'à' | 'â' | 'ä' | 'á' | 'ã' => 'a',
-        'é' | 'è' | 'ê' | 'ë' => 'e',
-        'î' | 'ï' | 'í' | 'ì' => 'i',
-        'ô' | 'ö' | 'ó' | 'ò' | 'õ' => 'o',
-        'ù' | 'û' | 'ü' | 'ú' => 'u',
-        'ç' => 'c',
-        'ÿ' => 'y',
-        'ñ' => 'n',
-        'œ' => 'o',
-        _ => c,
-    }
+/// Word written in capitals (2+ letters, no lowercase).
+pub(crate) const CAPS: u8 = 1;
+/// Word written with an elongation ("soooo").
+pub(crate) const ELONG: u8 = 2;
+/// Word absorbed into the phrase on an earlier token.
+pub(crate) const CONSUMED: u8 = 4;
+
+/// One token: its lexicon entry (or [`NONE`]) and how it was written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tok {
+    pub entry: u32,
+    pub kind: Kind,
+    pub flags: u8,
 }
 
-/// Emoticons recognised, longest first.
-const EMOTICONS: &[&str] = &[
-    ":-)", ":-(", ":-D", ":'(", ";-)", ":)", ":(", ":D", ";)", ":/", ":P", ":p", "<3", "xD", "XD",
-];
-
-fn is_emoji(c: char) -> bool {
-    matches!(c as u32,
-        0x1F300..=0x1FAFF | 0x2600..=0x27BF | 0x2B50 | 0x2B55)
+/// Counts gathered while tokenising.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Stats {
+    /// `!` seen.
+    pub bangs: u32,
+    /// `?` seen.
+    pub questions: u32,
+    /// Latin letters.
+    pub latin: u32,
+    /// Letters of other scripts.
+    pub other_script: u32,
+    /// French accented letters.
+    pub accents: u32,
+    /// Words.
+    pub words: u32,
+    /// Words in capitals.
+    pub caps_words: u32,
+    /// The text's last clause ends with `?`.
+    pub ends_with_question: bool,
 }
 
-/// Reduces runs of 3+ identical letters to one ("nuuul" → "nul", "soooo" → "so").
-fn squeeze(word: &str) -> String {
-    let mut out = String::with_capacity(word.len());
-    let chars: Vec<char> = word.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let mut j = i;
-        while j < chars.len() && chars[j] == c {
-            j += 1;
+const MAX_WORD: usize = 64;
+const MAX_RUNS: usize = 8;
+
+/// A word being built: normalised UTF-8 bytes plus what the scorer wants to know of it.
+struct Word {
+    buf: [u8; MAX_WORD],
+    len: usize,
+    overflow: bool,
+    upper: u32,
+    lower: u32,
+    last: char,
+    run: u32,
+    /// Byte ranges of the second character of each elongated run (removed for the
+    /// one-letter variant: "nuul" → "nul").
+    runs: [(u8, u8); MAX_RUNS],
+    nruns: usize,
+}
+
+impl Word {
+    fn new() -> Self {
+        Self {
+            buf: [0; MAX_WORD],
+            len: 0,
+            overflow: false,
+            upper: 0,
+            lower: 0,
+            last: '\0',
+            run: 0,
+            runs: [(0, 0); MAX_RUNS],
+            nruns: 0,
         }
-        let run = j - i;
-        let keep = if run >= 3 { 1 } else { run };
-        for _ in 0..keep {
-            out.push(c);
-        }
-        i = j;
     }
-    out
-}
 
-fn push_word(raw: &str, hashtag: bool, out: &mut Vec<Token>) {
-    if raw.is_empty() {
-        return;
+    fn clear(&mut self) {
+        self.len = 0;
+        self.overflow = false;
+        self.upper = 0;
+        self.lower = 0;
+        self.last = '\0';
+        self.run = 0;
+        self.nruns = 0;
     }
-    // Hashtags: split camelCase ("#ChuteLibre" → "chute", "libre").
-    let parts: Vec<String> = if hashtag {
-        let mut parts = Vec::new();
-        let mut cur = String::new();
-        let mut prev_lower = false;
-        for c in raw.chars() {
-            if c.is_uppercase() && prev_lower && !cur.is_empty() {
-                parts.push(std::mem::take(&mut cur));
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push_folded(&mut self, ch: char) {
+        if ch == self.last {
+            self.run += 1;
+            if self.run >= 3 {
+                return; // elongation: keep two
             }
-            prev_lower = c.is_lowercase();
-            cur.push(c);
+            if self.run == 2 && self.nruns < MAX_RUNS {
+                // Provisional: becomes a real run only if a third copy follows.
+                self.runs[self.nruns] = (self.len as u8, ch.len_utf8() as u8);
+            }
+        } else {
+            if self.run >= 3 {
+                self.nruns += 1;
+            }
+            self.last = ch;
+            self.run = 1;
         }
-        if !cur.is_empty() {
-            parts.push(cur);
+        let n = ch.len_utf8();
+        if self.len + n > MAX_WORD {
+            self.overflow = true;
+            return;
         }
-        parts
-    } else {
-        vec![raw.to_string()]
-    };
-    for p in parts {
-        let letters = p.chars().filter(|c| c.is_alphabetic()).count();
-        let caps = !hashtag && letters >= 2 && p.chars().all(|c| !c.is_lowercase());
-        let norm: String = p.chars().flat_map(char::to_lowercase).map(fold).collect();
-        let norm = squeeze(&norm);
-        if !norm.is_empty() {
-            out.push(Token::Word { norm, caps });
+        ch.encode_utf8(&mut self.buf[self.len..]);
+        self.len += n;
+    }
+
+    fn push(&mut self, c: char) {
+        if c.is_uppercase() {
+            self.upper += 1;
+        } else if c.is_lowercase() {
+            self.lower += 1;
         }
+        match norm::fold(c) {
+            Folded::Skip => {}
+            Folded::One(a) => self.push_folded(a),
+            Folded::Two(a, b) => {
+                self.push_folded(a);
+                self.push_folded(b);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.run >= 3 {
+            self.nruns += 1;
+        }
+        self.run = 0;
+        // A trailing apostrophe is punctuation.
+        while self.len > 0 && self.buf[self.len - 1] == b'\'' {
+            self.len -= 1;
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole chars are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    /// The word with every elongated run cut to one letter.
+    fn squeezed<'b>(&self, out: &'b mut [u8; MAX_WORD]) -> &'b str {
+        let mut n = 0;
+        let mut from = 0;
+        for &(at, w) in &self.runs[..self.nruns.min(MAX_RUNS)] {
+            let (at, w) = (at as usize, w as usize);
+            if at < from || at + w > self.len {
+                continue;
+            }
+            out[n..n + at - from].copy_from_slice(&self.buf[from..at]);
+            n += at - from;
+            from = at + w;
+        }
+        out[n..n + self.len - from].copy_from_slice(&self.buf[from..self.len]);
+        n += self.len - from;
+        std::str::from_utf8(&out[..n]).unwrap_or("")
     }
 }
 
-/// Tokens of `text`, plus the number of `!` (capped at 4).
-pub fn tokenize(text: &str) -> (Vec<Token>, u32) {
-    let mut out = Vec::new();
-    let mut bangs = 0u32;
+/// The normalised text of a recent word, for phrase lookups.
+#[derive(Clone, Copy)]
+struct Recent {
+    tok: usize,
+    head: u32,
+    buf: [u8; MAX_WORD],
+    len: usize,
+}
+
+impl Recent {
+    fn text(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Phrase lookups over the last two words.
+struct Phrases {
+    recent: [Option<Recent>; 2],
+}
+
+impl Phrases {
+    fn reset(&mut self) {
+        self.recent = [None, None];
+    }
+
+    fn lookup(parts: &[&[u8]]) -> u32 {
+        let mut key = [0u8; 3 * MAX_WORD + 2];
+        let mut n = 0;
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                key[n] = b' ';
+                n += 1;
+            }
+            key[n..n + p.len()].copy_from_slice(p);
+            n += p.len();
+        }
+        std::str::from_utf8(&key[..n]).map_or(NONE, lexicon::find)
+    }
+
+    /// Called after word token `i` (text `w`) is pushed.
+    fn after_word(&mut self, toks: &mut [Tok], i: usize, w: &str) {
+        let head = match toks[i].entry {
+            NONE => 0,
+            e => lexicon::entry(e).flags & (HEAD2 | HEAD3),
+        };
+        if let [Some(p2), Some(p1)] = &self.recent {
+            if p2.head & HEAD3 != 0 {
+                let e = Self::lookup(&[p2.text(), p1.text(), w.as_bytes()]);
+                if e != NONE {
+                    toks[p2.tok].entry = e;
+                    for t in [p1.tok, i] {
+                        toks[t].entry = NONE;
+                        toks[t].flags |= CONSUMED;
+                    }
+                    self.reset();
+                    return;
+                }
+            }
+        }
+        if let Some(p1) = &self.recent[1] {
+            if p1.head & HEAD2 != 0 {
+                let e = Self::lookup(&[p1.text(), w.as_bytes()]);
+                if e != NONE {
+                    toks[p1.tok].entry = e;
+                    toks[i].entry = NONE;
+                    toks[i].flags |= CONSUMED;
+                    // The head may still start a three-word phrase: keep it as recent.
+                    return;
+                }
+            }
+        }
+        let mut r = Recent {
+            tok: i,
+            head,
+            buf: [0; MAX_WORD],
+            len: w.len(),
+        };
+        r.buf[..w.len()].copy_from_slice(w.as_bytes());
+        self.recent = [self.recent[1], Some(r)];
+    }
+}
+
+/// Appends the tokens of `text` to `toks` (cleared first) and returns the counts.
+pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
+    toks.clear();
+    let mut st = Stats::default();
+    let mut w = Word::new();
+    let mut ph = Phrases {
+        recent: [None, None],
+    };
     for chunk in text.split_whitespace() {
-        let lower = chunk.to_ascii_lowercase();
-        if lower.starts_with("http://")
-            || lower.starts_with("https://")
-            || lower.starts_with("www.")
-            || chunk.starts_with('@')
+        let b = chunk.as_bytes();
+        if b[0] == b'@'
+            || starts_with_ci(b, b"http://")
+            || starts_with_ci(b, b"https://")
+            || starts_with_ci(b, b"www.")
         {
             continue;
         }
-        if let Some(e) = EMOTICONS
-            .iter()
-            .find(|e| chunk == **e || (chunk.starts_with(**e) && chunk.len() <= e.len() + 2))
-        {
-            out.push(Token::Emoji((*e).to_string()));
+        if let Some(e) = emoticon(chunk) {
+            ph.reset();
+            toks.push(Tok {
+                entry: e,
+                kind: Kind::Emoji,
+                flags: 0,
+            });
             continue;
         }
         let (hashtag, body) = match chunk.strip_prefix('#') {
             Some(rest) => (true, rest),
             None => (false, chunk),
         };
-        let mut word = String::new();
-        for c in body.chars() {
+        let mut prev_lower = false;
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
             if c.is_alphanumeric() {
-                word.push(c);
+                if hashtag && c.is_uppercase() && prev_lower {
+                    flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                }
+                prev_lower = c.is_lowercase();
+                if c.is_alphabetic() {
+                    if (c as u32) < 0x250 {
+                        st.latin += 1;
+                    } else {
+                        st.other_script += 1;
+                    }
+                    if norm::is_french_accent(c) {
+                        st.accents += 1;
+                    }
+                }
+                w.push(c);
                 continue;
             }
-            push_word(&word, hashtag, &mut out);
-            word.clear();
-            if is_emoji(c) {
-                out.push(Token::Emoji(c.to_string()));
-            } else if c == '!' {
-                bangs = (bangs + 1).min(4);
-            } else if matches!(c, '.' | ';' | '?' | ',')
-                && !matches!(out.last(), Some(Token::Break) | None)
+            if matches!(c, '\'' | '\u{2019}')
+                && !w.is_empty()
+                && chars.peek().is_some_and(|n| n.is_alphabetic())
             {
-                out.push(Token::Break);
+                w.push('\'');
+                continue;
             }
-            // Apostrophes and other punctuation split words ("n'est" → "n", "est").
+            if norm::is_modifier(c) {
+                continue;
+            }
+            flush(&mut w, hashtag, toks, &mut st, &mut ph);
+            prev_lower = false;
+            if norm::is_emoji(c) {
+                ph.reset();
+                let mut k = [0u8; 4];
+                toks.push(Tok {
+                    entry: lexicon::find(c.encode_utf8(&mut k)),
+                    kind: Kind::Emoji,
+                    flags: 0,
+                });
+                st.ends_with_question = false;
+                continue;
+            }
+            let brk = match c {
+                '!' => {
+                    st.bangs += 1;
+                    st.ends_with_question = false;
+                    true
+                }
+                '?' => {
+                    st.questions += 1;
+                    st.ends_with_question = true;
+                    true
+                }
+                '.' | ';' => {
+                    st.ends_with_question = false;
+                    true
+                }
+                ',' | ':' | '(' | ')' => true,
+                _ => false,
+            };
+            if brk {
+                ph.reset();
+                if !matches!(
+                    toks.last(),
+                    Some(Tok {
+                        kind: Kind::Break,
+                        ..
+                    }) | None
+                ) {
+                    toks.push(Tok {
+                        entry: NONE,
+                        kind: Kind::Break,
+                        flags: 0,
+                    });
+                }
+            }
         }
-        push_word(&word, hashtag, &mut out);
+        flush(&mut w, hashtag, toks, &mut st, &mut ph);
     }
-    (out, bangs)
+    st
+}
+
+fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
+    b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The entry of `chunk` if it is an emoticon the lexicon knows (":)", ":-(", "<3", "xD"),
+/// ignoring trailing sentence punctuation.
+fn emoticon(chunk: &str) -> Option<u32> {
+    let b = chunk.as_bytes();
+    if b.len() > 8 || !b.iter().any(|c| b":;=<()[]^".contains(c)) {
+        return None;
+    }
+    let mut buf = [0u8; 8];
+    let mut s = chunk;
+    loop {
+        let n = s.len();
+        if n == 0 {
+            return None;
+        }
+        for (i, c) in s.bytes().enumerate() {
+            buf[i] = c.to_ascii_lowercase();
+        }
+        let e = std::str::from_utf8(&buf[..n]).map_or(NONE, lexicon::find);
+        if e != NONE && lexicon::entry(e).val[2] != 0.0 {
+            return Some(e);
+        }
+        match s.strip_suffix(['.', ',', '!', '?']) {
+            Some(rest) => s = rest,
+            None => return None,
+        }
+    }
+}
+
+/// Ends the current word: looks it up (the word as written but with elongations cut to two
+/// letters, then to one), and pushes it, or its apostrophe-separated parts when only those
+/// are known.
+fn flush(w: &mut Word, hashtag: bool, toks: &mut Vec<Tok>, st: &mut Stats, ph: &mut Phrases) {
+    w.finish();
+    if w.is_empty() {
+        w.clear();
+        return;
+    }
+    let caps = !hashtag && w.upper >= 2 && w.lower == 0;
+    let mut flags = if caps { CAPS } else { 0 };
+    if w.nruns > 0 {
+        flags |= ELONG;
+    }
+    st.words += 1;
+    if caps {
+        st.caps_words += 1;
+    }
+    let s = if w.overflow { "" } else { w.as_str() };
+    let mut entry = if s.is_empty() { NONE } else { lexicon::find(s) };
+    let mut squeezed_buf = [0u8; MAX_WORD];
+    let mut text = s;
+    if entry == NONE && w.nruns > 0 && !w.overflow {
+        let sq = w.squeezed(&mut squeezed_buf);
+        let e = lexicon::find(sq);
+        if e != NONE {
+            entry = e;
+            text = sq;
+        }
+    }
+    if entry == NONE && text.contains('\'') {
+        for part in text.split('\'').filter(|p| !p.is_empty()) {
+            toks.push(Tok {
+                entry: lexicon::find(part),
+                kind: Kind::Word,
+                flags,
+            });
+            let i = toks.len() - 1;
+            ph.after_word(toks, i, part);
+        }
+    } else {
+        toks.push(Tok {
+            entry,
+            kind: Kind::Word,
+            flags,
+        });
+        let i = toks.len() - 1;
+        ph.after_word(toks, i, text);
+    }
+    w.clear();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn words(text: &str) -> Vec<String> {
-        tokenize(text)
-            .0
-            .into_iter()
-            .filter_map(|t| match t {
-                Token::Word { norm, .. } => Some(norm),
-                _ => None,
-            })
-            .collect()
+    fn kinds(text: &str) -> (Vec<(Kind, bool, u8)>, Stats) {
+        let mut toks = Vec::new();
+        let st = tokenize(text, &mut toks);
+        (
+            toks.iter()
+                .map(|t| (t.kind, t.entry != NONE, t.flags))
+                .collect(),
+            st,
+        )
+    }
+
+    fn entry_of(word: &str) -> u32 {
+        lexicon::find(&norm::normalize_key(word))
     }
 
     #[test]
     fn urls_and_mentions_are_dropped_and_hashtags_split() {
-        assert_eq!(
-            words("@acme see https://x.co/a #ChuteLibre"),
-            vec!["see", "chute", "libre"]
-        );
+        let mut toks = Vec::new();
+        let st = tokenize("@acme see https://x.co/a #ChuteLibre", &mut toks);
+        assert_eq!(st.words, 3, "see, chute, libre");
+        assert_eq!(toks.len(), 3);
     }
 
     #[test]
-    fn accents_are_folded_and_elongations_squeezed() {
+    fn accents_are_optional_and_elongations_found() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        tokenize("très déçu", &mut a);
+        tokenize("tres decu", &mut b);
         assert_eq!(
-            words("Très DÉÇU, c'est nuuuul"),
-            vec!["tres", "decu", "c", "est", "nul"]
+            a.iter().map(|t| t.entry).collect::<Vec<_>>(),
+            b.iter().map(|t| t.entry).collect::<Vec<_>>()
         );
+        let mut t = Vec::new();
+        tokenize("nuuuuul", &mut t);
+        assert_eq!(t[0].entry, entry_of("nul"));
+        assert_ne!(t[0].flags & ELONG, 0);
+        tokenize("goooood", &mut t);
+        assert_eq!(t[0].entry, entry_of("good"));
     }
 
     #[test]
     fn emoji_and_emoticons_are_tokens() {
-        let (t, bangs) = tokenize("great 😍😍 :) !!!");
-        assert_eq!(t.iter().filter(|t| matches!(t, Token::Emoji(_))).count(), 3);
-        assert_eq!(bangs, 3);
+        let (k, st) = kinds("great 😍😍 :) !!!");
+        assert_eq!(k.iter().filter(|t| t.0 == Kind::Emoji).count(), 3);
+        assert!(k.iter().filter(|t| t.0 == Kind::Emoji).all(|t| t.1));
+        assert_eq!(st.bangs, 3);
+    }
+
+    #[test]
+    fn apostrophes_join_known_words_and_split_the_rest() {
+        let mut t = Vec::new();
+        tokenize("don't", &mut t);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].entry, entry_of("don't"));
+        tokenize("n\u{2019}est", &mut t);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].entry, entry_of("n"));
+    }
+
+    #[test]
+    fn phrases_replace_their_words() {
+        let mut t = Vec::new();
+        tokenize("c'est pas terrible", &mut t);
+        let live: Vec<u32> = t
+            .iter()
+            .filter(|t| t.flags & CONSUMED == 0)
+            .map(|t| t.entry)
+            .collect();
+        assert!(live.contains(&entry_of("pas terrible")), "{t:?}");
+        tokenize("rien à redire", &mut t);
+        assert_eq!(t[0].entry, entry_of("rien a redire"));
+        assert_ne!(t[2].flags & CONSUMED, 0);
+    }
+
+    #[test]
+    fn caps_words_are_marked() {
+        let (k, st) = kinds("this is GREAT");
+        assert_eq!(k[2].2 & CAPS, CAPS);
+        assert_eq!(st.caps_words, 1);
+    }
+
+    #[test]
+    fn no_token_buffer_growth_after_warmup() {
+        let mut t = Vec::with_capacity(64);
+        let cap = t.capacity();
+        for _ in 0..100 {
+            tokenize(
+                "I looooove this, but the battery is NOT good :( #fail",
+                &mut t,
+            );
+        }
+        assert_eq!(t.capacity(), cap);
     }
 }

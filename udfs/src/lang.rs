@@ -1,0 +1,88 @@
+//! Language detection: function words and lexicon hits gathered while tokenising decide
+//! most texts at no extra cost; texts they leave ambiguous and long enough to judge go to
+//! `whatlang`'s trigram model, restricted to the languages vigie can tell apart.
+
+use std::sync::LazyLock;
+
+use crate::lexicon::{self, NONE, STOP_EN, STOP_FR, STOP_OTHER};
+use crate::text::{Kind, Stats, Tok};
+use crate::Lang;
+
+/// Evidence per language: English, French, other.
+fn evidence(toks: &[Tok], st: &Stats) -> [f32; 3] {
+    let mut ev = [0f32; 3];
+    for t in toks {
+        if t.kind != Kind::Word || t.entry == NONE {
+            continue;
+        }
+        let e = lexicon::entry(t.entry);
+        if e.flags & STOP_EN != 0 {
+            ev[0] += 1.0;
+        }
+        if e.flags & STOP_FR != 0 {
+            ev[1] += 1.0;
+        }
+        if e.flags & STOP_OTHER != 0 {
+            ev[2] += 1.0;
+        }
+        // A content word only one of the two lexicons knows is weaker evidence.
+        match (e.val[0] != 0.0, e.val[1] != 0.0) {
+            (true, false) => ev[0] += 0.5,
+            (false, true) => ev[1] += 0.5,
+            _ => {}
+        }
+    }
+    ev[1] += 0.5 * st.accents.min(4) as f32;
+    ev
+}
+
+/// Languages `whatlang` chooses among for ambiguous texts.
+const CANDIDATES: [whatlang::Lang; 7] = [
+    whatlang::Lang::Eng,
+    whatlang::Lang::Fra,
+    whatlang::Lang::Spa,
+    whatlang::Lang::Deu,
+    whatlang::Lang::Ita,
+    whatlang::Lang::Por,
+    whatlang::Lang::Nld,
+];
+
+static DETECTOR: LazyLock<whatlang::Detector> =
+    LazyLock::new(|| whatlang::Detector::with_allowlist(CANDIDATES.to_vec()));
+
+/// Latin letters below which `whatlang` is not asked (its trigrams need some text).
+const MIN_LETTERS_FOR_MODEL: u32 = 24;
+
+pub(crate) fn detect(text: &str, toks: &[Tok], st: &Stats) -> Lang {
+    if st.other_script > st.latin {
+        return Lang::Other;
+    }
+    let ev = evidence(toks, st);
+    let (en, fr, other) = (ev[0], ev[1], ev[2]);
+    let decisive = |a: f32, b: f32, c: f32| a >= 2.0 && a >= 2.0 * b.max(c).max(0.5);
+    if decisive(en, fr, other) {
+        return Lang::En;
+    }
+    if decisive(fr, en, other) {
+        return Lang::Fr;
+    }
+    if decisive(other, en, fr) {
+        return Lang::Other;
+    }
+    if st.latin >= MIN_LETTERS_FOR_MODEL {
+        if let Some(info) = DETECTOR.detect(text) {
+            return match info.lang() {
+                whatlang::Lang::Eng => Lang::En,
+                whatlang::Lang::Fra => Lang::Fr,
+                _ => Lang::Other,
+            };
+        }
+    }
+    if en > fr && en >= other.max(0.5) {
+        Lang::En
+    } else if fr > en && fr >= other.max(0.5) {
+        Lang::Fr
+    } else {
+        Lang::Other
+    }
+}

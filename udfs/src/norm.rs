@@ -1,0 +1,114 @@
+//! Character normalisation shared by the tokenizer and the build script (which applies it to
+//! lexicon keys), so that a key and a token written the same way always meet: lowercase,
+//! diacritics folded ("déçu" → "decu"), typographic apostrophes made ASCII, emoji
+//! presentation selectors, joiners and skin tones dropped.
+
+/// What one input character becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folded {
+    /// Nothing (a variation selector, a zero-width joiner, a skin-tone modifier).
+    Skip,
+    /// One character.
+    One(char),
+    /// Two characters ("œ" → "oe").
+    Two(char, char),
+}
+
+/// Whether `c` only modifies the character before it (and is dropped).
+pub fn is_modifier(c: char) -> bool {
+    matches!(c as u32, 0xFE0E | 0xFE0F | 0x200D | 0x1F3FB..=0x1F3FF)
+}
+
+/// Lowercase, accent-folded form of `c`.
+#[inline]
+pub fn fold(c: char) -> Folded {
+    if c.is_ascii() {
+        return Folded::One(c.to_ascii_lowercase());
+    }
+    if is_modifier(c) {
+        return Folded::Skip;
+    }
+    let lower = c.to_lowercase().next().unwrap_or(c);
+    Folded::One(match lower {
+        'à' | 'â' | 'ä' | 'á' | 'ã' | 'å' => 'a',
+        'é' | 'è' | 'ê' | 'ë' => 'e',
+        'î' | 'ï' | 'í' | 'ì' => 'i',
+        'ô' | 'ö' | 'ó' | 'ò' | 'õ' => 'o',
+        'ù' | 'û' | 'ü' | 'ú' => 'u',
+        'ç' => 'c',
+        'ÿ' => 'y',
+        'ñ' => 'n',
+        'œ' => return Folded::Two('o', 'e'),
+        'æ' => return Folded::Two('a', 'e'),
+        '\u{2019}' | '\u{2018}' | '`' | '\u{b4}' => '\'',
+        other => other,
+    })
+}
+
+/// Whether `c` is a French accented letter (evidence for French when detecting the language).
+#[inline]
+pub fn is_french_accent(c: char) -> bool {
+    matches!(
+        c,
+        'é' | 'è'
+            | 'ê'
+            | 'à'
+            | 'ç'
+            | 'ù'
+            | 'û'
+            | 'ô'
+            | 'î'
+            | 'â'
+            | 'ë'
+            | 'ï'
+            | 'œ'
+            | 'É'
+            | 'È'
+            | 'À'
+    )
+}
+
+/// Whether `c` is a pictographic emoji (scored as a token of its own).
+#[inline]
+pub fn is_emoji(c: char) -> bool {
+    matches!(c as u32,
+        0x1F300..=0x1F3FA | 0x1F400..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF
+        | 0x203C | 0x2049 | 0x1F004 | 0x1F0CF | 0x1F170..=0x1F251)
+}
+
+/// Normalised form of a whole key (lexicon entries): every character folded, runs of three
+/// or more identical characters cut to two (as the tokenizer does first), whitespace
+/// collapsed to single spaces.
+pub fn normalize_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut last = '\0';
+    let mut run = 0;
+    let mut push = |ch: char, out: &mut String| {
+        if ch == last {
+            run += 1;
+            if run >= 3 {
+                return;
+            }
+        } else {
+            last = ch;
+            run = 1;
+        }
+        out.push(ch);
+    };
+    for word in key.split_whitespace() {
+        if !out.is_empty() {
+            push(' ', &mut out);
+        }
+        for c in word.chars() {
+            match fold(c) {
+                Folded::Skip => {}
+                Folded::One(a) => push(a, &mut out),
+                Folded::Two(a, b) => {
+                    push(a, &mut out);
+                    push(b, &mut out);
+                }
+            }
+        }
+    }
+    out
+}
