@@ -1,20 +1,56 @@
-//! Scoring throughput (language + sentiment + emotions) per core on short EN/FR mentions.
+//! Scoring throughput per core: language + sentiment + emotions on short EN/FR mentions.
+//!
+//! Corpus: the 720 hand-written mentions of `eval/data/` (English and French, with emoji,
+//! hashtags, slang, negation, URLs; 3 to ~60 words, median ~14), scored in a loop. One
+//! criterion "element" is one mention.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use vigie_udfs::{score, ScoreConfig};
+use vigie_udfs::{score, Lang, ScoreConfig, Scorer};
+
+const DATA: [&str; 4] = [
+    include_str!("../../eval/data/vigie-en-tune.ndjson"),
+    include_str!("../../eval/data/vigie-en-holdout.ndjson"),
+    include_str!("../../eval/data/vigie-fr-tune.ndjson"),
+    include_str!("../../eval/data/vigie-fr-holdout.ndjson"),
+];
+
+/// The texts of the dev corpus (the `text` field of each NDJSON line).
+fn corpus() -> Vec<String> {
+    DATA.iter()
+        .flat_map(|d| d.lines())
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v.get("text")?.as_str()?.to_string())
+        })
+        .collect()
+}
 
 fn scoring(c: &mut Criterion) {
-    let texts: Vec<String> = vigie_benches::mentions(10_000, 1)
-        .into_iter()
-        .filter_map(|(_, b)| b.map(|b| b.text))
-        .collect();
+    let texts = corpus();
+    assert!(texts.len() >= 700, "corpus: {} texts", texts.len());
     let cfg = ScoreConfig::default();
     let mut g = c.benchmark_group("scoring");
     g.throughput(Throughput::Elements(texts.len() as u64));
-    g.bench_function("score_10k_short_mentions", |b| {
+    g.bench_function("score_dev_corpus", |b| {
+        let mut scorer = Scorer::new();
+        b.iter(|| {
+            for t in &texts {
+                black_box(scorer.score(black_box(t), &cfg));
+            }
+        })
+    });
+    g.bench_function("score_dev_corpus_thread_local", |b| {
         b.iter(|| {
             for t in &texts {
                 black_box(score(black_box(t), &cfg));
+            }
+        })
+    });
+    g.bench_function("sentiment_only_known_language", |b| {
+        let mut scorer = Scorer::new();
+        b.iter(|| {
+            for t in &texts {
+                black_box(scorer.sentiment(black_box(t), Lang::En, &cfg));
             }
         })
     });

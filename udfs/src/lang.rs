@@ -53,36 +53,54 @@ static DETECTOR: LazyLock<whatlang::Detector> =
 /// Latin letters below which `whatlang` is not asked (its trigrams need some text).
 const MIN_LETTERS_FOR_MODEL: u32 = 24;
 
-pub(crate) fn detect(text: &str, toks: &[Tok], st: &Stats) -> Lang {
+/// The language, and whether `whatlang` was asked.
+pub(crate) fn detect(text: &str, toks: &[Tok], st: &Stats) -> (Lang, bool) {
     if st.other_script > st.latin {
-        return Lang::Other;
+        return (Lang::Other, false);
     }
     let ev = evidence(toks, st);
     let (en, fr, other) = (ev[0], ev[1], ev[2]);
     let decisive = |a: f32, b: f32, c: f32| a >= 2.0 && a >= 2.0 * b.max(c).max(0.5);
     if decisive(en, fr, other) {
-        return Lang::En;
+        return (Lang::En, false);
     }
     if decisive(fr, en, other) {
-        return Lang::Fr;
+        return (Lang::Fr, false);
     }
     if decisive(other, en, fr) {
-        return Lang::Other;
+        return (Lang::Other, false);
+    }
+    // Any lean of the evidence needs no model either; the model is for texts with no
+    // evidence or a tie.
+    if let Some(l) = lean(en, fr, other) {
+        return (l, false);
     }
     if st.latin >= MIN_LETTERS_FOR_MODEL {
         if let Some(info) = DETECTOR.detect(text) {
-            return match info.lang() {
+            let model = match info.lang() {
                 whatlang::Lang::Eng => Lang::En,
                 whatlang::Lang::Fra => Lang::Fr,
                 _ => Lang::Other,
             };
+            let lang = if info.is_reliable() {
+                model
+            } else {
+                lean(en, fr, other).unwrap_or(model)
+            };
+            return (lang, true);
         }
+        return (lean(en, fr, other).unwrap_or(Lang::Other), true);
     }
+    (lean(en, fr, other).unwrap_or(Lang::Other), false)
+}
+
+/// The language the evidence leans to, if any.
+fn lean(en: f32, fr: f32, other: f32) -> Option<Lang> {
     if en > fr && en >= other.max(0.5) {
-        Lang::En
+        Some(Lang::En)
     } else if fr > en && fr >= other.max(0.5) {
-        Lang::Fr
+        Some(Lang::Fr)
     } else {
-        Lang::Other
+        None
     }
 }

@@ -198,7 +198,7 @@ impl Scorer {
     /// Language, sentiment and emotions in one pass over the tokens.
     pub fn score(&mut self, text: &str, cfg: &ScoreConfig) -> Scores {
         let st = text::tokenize(text, &mut self.toks);
-        let lang = lang::detect(text, &self.toks, &st);
+        let (lang, _) = lang::detect(text, &self.toks, &st);
         Scores {
             lang,
             sentiment: sentiment::sentiment(&self.toks, &st, lang, cfg),
@@ -208,6 +208,12 @@ impl Scorer {
 
     /// Language of `text`.
     pub fn detect_language(&mut self, text: &str) -> Lang {
+        self.detect_language_traced(text).0
+    }
+
+    /// Language of `text`, and whether the trigram model (`whatlang`) had to be asked
+    /// (function words and lexicon hits decide most texts without it).
+    pub fn detect_language_traced(&mut self, text: &str) -> (Lang, bool) {
         let st = text::tokenize(text, &mut self.toks);
         lang::detect(text, &self.toks, &st)
     }

@@ -112,3 +112,40 @@ pub fn normalize_key(key: &str) -> String {
     }
     out
 }
+
+/// Hash of a lexicon key's bytes under `seed`, shared by the build script (which builds a
+/// perfect-hash table with it) and the lookup. Multiply–xorshift over 8-byte words: keys
+/// are short, and this is several times cheaper than SipHash.
+#[inline]
+pub fn key_hash(bytes: &[u8], seed: u64) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = seed ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 32;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut buf = [0u8; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+    }
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^ (h >> 32)
+}
+
+/// Bucket of a key with hash `h` among `n` buckets (perfect-hash first level).
+#[inline]
+pub fn bucket_of(h: u64, n: usize) -> usize {
+    (((h >> 32) * n as u64) >> 32) as usize
+}
+
+/// Slot of a key with hash `h` under displacement `d` among `n` slots (second level).
+#[inline]
+pub fn slot_of(h: u64, d: u32, n: usize) -> usize {
+    let x = (h as u32) ^ d.wrapping_mul(0x9E37_79B9);
+    ((u64::from(x) * n as u64) >> 32) as usize
+}

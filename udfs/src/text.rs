@@ -131,6 +131,31 @@ impl Word {
         self.len += n;
     }
 
+    #[inline]
+    fn push_ascii(&mut self, b: u8, upper: bool) {
+        if upper {
+            self.upper += 1;
+        } else if b.is_ascii_lowercase() {
+            self.lower += 1;
+        }
+        let ch = b.to_ascii_lowercase();
+        if u32::from(ch) == self.last as u32 {
+            self.push_folded(ch as char);
+            return;
+        }
+        if self.run >= 3 {
+            self.nruns += 1;
+        }
+        self.last = ch as char;
+        self.run = 1;
+        if self.len < MAX_WORD {
+            self.buf[self.len] = ch;
+            self.len += 1;
+        } else {
+            self.overflow = true;
+        }
+    }
+
     fn push(&mut self, c: char) {
         if c.is_uppercase() {
             self.upper += 1;
@@ -158,13 +183,12 @@ impl Word {
         }
     }
 
-    fn as_str(&self) -> &str {
-        // Only whole chars are ever written.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 
     /// The word with every elongated run cut to one letter.
-    fn squeezed<'b>(&self, out: &'b mut [u8; MAX_WORD]) -> &'b str {
+    fn squeezed<'b>(&self, out: &'b mut [u8; MAX_WORD]) -> &'b [u8] {
         let mut n = 0;
         let mut from = 0;
         for &(at, w) in &self.runs[..self.nruns.min(MAX_RUNS)] {
@@ -178,33 +202,52 @@ impl Word {
         }
         out[n..n + self.len - from].copy_from_slice(&self.buf[from..self.len]);
         n += self.len - from;
-        std::str::from_utf8(&out[..n]).unwrap_or("")
+        &out[..n]
     }
 }
 
-/// The normalised text of a recent word, for phrase lookups.
+/// A recent word, for phrase lookups. Its text is kept only when a phrase could use it
+/// (it heads a phrase, or follows the head of a three-word phrase).
 #[derive(Clone, Copy)]
 struct Recent {
     tok: usize,
     head: u32,
-    buf: [u8; MAX_WORD],
     len: usize,
+    buf: [u8; MAX_WORD],
 }
 
+const NO_WORD: usize = usize::MAX;
+
 impl Recent {
+    const EMPTY: Recent = Recent {
+        tok: NO_WORD,
+        head: 0,
+        len: 0,
+        buf: [0; MAX_WORD],
+    };
+
     fn text(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
 
-/// Phrase lookups over the last two words.
+/// Phrase lookups over the last two words (`recent[newest]` is the last one).
 struct Phrases {
-    recent: [Option<Recent>; 2],
+    recent: [Recent; 2],
+    newest: usize,
 }
 
 impl Phrases {
+    fn new() -> Self {
+        Self {
+            recent: [Recent::EMPTY; 2],
+            newest: 0,
+        }
+    }
+
     fn reset(&mut self) {
-        self.recent = [None, None];
+        self.recent[0].tok = NO_WORD;
+        self.recent[1].tok = NO_WORD;
     }
 
     fn lookup(parts: &[&[u8]]) -> u32 {
@@ -218,49 +261,48 @@ impl Phrases {
             key[n..n + p.len()].copy_from_slice(p);
             n += p.len();
         }
-        std::str::from_utf8(&key[..n]).map_or(NONE, lexicon::find)
+        lexicon::find_bytes(&key[..n])
     }
 
-    /// Called after word token `i` (text `w`) is pushed.
-    fn after_word(&mut self, toks: &mut [Tok], i: usize, w: &str) {
+    /// Called after word token `i` (normalised text `w`) is pushed.
+    fn after_word(&mut self, toks: &mut [Tok], i: usize, w: &[u8]) {
         let head = match toks[i].entry {
             NONE => 0,
             e => lexicon::entry(e).flags & (HEAD2 | HEAD3),
         };
-        if let [Some(p2), Some(p1)] = &self.recent {
-            if p2.head & HEAD3 != 0 {
-                let e = Self::lookup(&[p2.text(), p1.text(), w.as_bytes()]);
-                if e != NONE {
-                    toks[p2.tok].entry = e;
-                    for t in [p1.tok, i] {
-                        toks[t].entry = NONE;
-                        toks[t].flags |= CONSUMED;
-                    }
-                    self.reset();
-                    return;
+        let p1 = &self.recent[self.newest];
+        let p2 = &self.recent[1 - self.newest];
+        if p1.tok != NO_WORD && p2.tok != NO_WORD && p2.head & HEAD3 != 0 {
+            let e = Self::lookup(&[p2.text(), p1.text(), w]);
+            if e != NONE {
+                toks[p2.tok].entry = e;
+                for t in [p1.tok, i] {
+                    toks[t].entry = NONE;
+                    toks[t].flags |= CONSUMED;
                 }
+                self.reset();
+                return;
             }
         }
-        if let Some(p1) = &self.recent[1] {
-            if p1.head & HEAD2 != 0 {
-                let e = Self::lookup(&[p1.text(), w.as_bytes()]);
-                if e != NONE {
-                    toks[p1.tok].entry = e;
-                    toks[i].entry = NONE;
-                    toks[i].flags |= CONSUMED;
-                    // The head may still start a three-word phrase: keep it as recent.
-                    return;
-                }
+        if p1.tok != NO_WORD && p1.head & HEAD2 != 0 {
+            let e = Self::lookup(&[p1.text(), w]);
+            if e != NONE {
+                toks[p1.tok].entry = e;
+                toks[i].entry = NONE;
+                toks[i].flags |= CONSUMED;
+                // The head may still start a three-word phrase: keep it as recent.
+                return;
             }
         }
-        let mut r = Recent {
-            tok: i,
-            head,
-            buf: [0; MAX_WORD],
-            len: w.len(),
-        };
-        r.buf[..w.len()].copy_from_slice(w.as_bytes());
-        self.recent = [self.recent[1], Some(r)];
+        let keep_text = head != 0 || p1.head & HEAD3 != 0;
+        self.newest = 1 - self.newest;
+        let r = &mut self.recent[self.newest];
+        r.tok = i;
+        r.head = head;
+        r.len = if keep_text { w.len() } else { 0 };
+        if keep_text {
+            r.buf[..w.len()].copy_from_slice(w);
+        }
     }
 }
 
@@ -269,9 +311,7 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
     toks.clear();
     let mut st = Stats::default();
     let mut w = Word::new();
-    let mut ph = Phrases {
-        recent: [None, None],
-    };
+    let mut ph = Phrases::new();
     for chunk in text.split_whitespace() {
         let b = chunk.as_bytes();
         if b[0] == b'@'
@@ -297,6 +337,19 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
         let mut prev_lower = false;
         let mut chars = body.chars().peekable();
         while let Some(c) = chars.next() {
+            if c.is_ascii_alphanumeric() {
+                // ASCII fast path: no Unicode tables, no folding beyond lowercase.
+                let upper = c.is_ascii_uppercase();
+                if hashtag && upper && prev_lower {
+                    flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                }
+                prev_lower = c.is_ascii_lowercase();
+                if c.is_ascii_alphabetic() {
+                    st.latin += 1;
+                }
+                w.push_ascii(c as u8, upper);
+                continue;
+            }
             if c.is_alphanumeric() {
                 if hashtag && c.is_uppercase() && prev_lower {
                     flush(&mut w, hashtag, toks, &mut st, &mut ph);
@@ -385,8 +438,18 @@ fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
 /// The entry of `chunk` if it is an emoticon the lexicon knows (":)", ":-(", "<3", "xD"),
 /// ignoring trailing sentence punctuation.
 fn emoticon(chunk: &str) -> Option<u32> {
+    const MARK: [bool; 256] = {
+        let mut t = [false; 256];
+        let marks = b":;=<()[]^";
+        let mut i = 0;
+        while i < marks.len() {
+            t[marks[i] as usize] = true;
+            i += 1;
+        }
+        t
+    };
     let b = chunk.as_bytes();
-    if b.len() > 8 || !b.iter().any(|c| b":;=<()[]^".contains(c)) {
+    if b.len() > 8 || !b.iter().any(|c| MARK[*c as usize]) {
         return None;
     }
     let mut buf = [0u8; 8];
@@ -428,22 +491,26 @@ fn flush(w: &mut Word, hashtag: bool, toks: &mut Vec<Tok>, st: &mut Stats, ph: &
     if caps {
         st.caps_words += 1;
     }
-    let s = if w.overflow { "" } else { w.as_str() };
-    let mut entry = if s.is_empty() { NONE } else { lexicon::find(s) };
+    let s: &[u8] = if w.overflow { b"" } else { w.bytes() };
+    let mut entry = if s.is_empty() {
+        NONE
+    } else {
+        lexicon::find_bytes(s)
+    };
     let mut squeezed_buf = [0u8; MAX_WORD];
     let mut text = s;
     if entry == NONE && w.nruns > 0 && !w.overflow {
         let sq = w.squeezed(&mut squeezed_buf);
-        let e = lexicon::find(sq);
+        let e = lexicon::find_bytes(sq);
         if e != NONE {
             entry = e;
             text = sq;
         }
     }
-    if entry == NONE && text.contains('\'') {
-        for part in text.split('\'').filter(|p| !p.is_empty()) {
+    if entry == NONE && text.contains(&b'\'') {
+        for part in text.split(|b| *b == b'\'').filter(|p| !p.is_empty()) {
             toks.push(Tok {
-                entry: lexicon::find(part),
+                entry: lexicon::find_bytes(part),
                 kind: Kind::Word,
                 flags,
             });
@@ -521,9 +588,10 @@ mod tests {
         tokenize("don't", &mut t);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].entry, entry_of("don't"));
-        tokenize("n\u{2019}est", &mut t);
+        tokenize("qu\u{2019}elle", &mut t);
         assert_eq!(t.len(), 2);
-        assert_eq!(t[0].entry, entry_of("n"));
+        assert_eq!(t[0].entry, entry_of("qu"));
+        assert_eq!(t[1].entry, entry_of("elle"));
     }
 
     #[test]
