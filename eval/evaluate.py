@@ -182,9 +182,14 @@ def main():
     ap.add_argument("--json", help="write all figures to this file")
     ap.add_argument("--details", help="write per-line predictions (TSV) to this directory")
     ap.add_argument("--confusion", action="store_true", help="print confusion matrices")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless the issue's targets hold: on every English set but "
+                         "VADER's own tweets, vigie's macro-F1 >= VADER's (the French/English "
+                         "gap is printed, not enforced)")
     args = ap.parse_args()
     scorers = args.scorer or ["lexicon"]
     results = {}
+    pooled_lines = {}
     for name in args.sets.split(","):
         lang, load = SETS[name]
         rows = load()
@@ -195,6 +200,10 @@ def main():
             systems["VADER"] = score_vader(texts)
         results[name] = {"lang": lang, "systems": {}}
         for sys_name, preds in systems.items():
+            if lang == "en":
+                t, p = pooled_lines.setdefault(sys_name, ([], []))
+                t.extend(truth)
+                p.extend(preds)
             results[name]["systems"][sys_name] = metrics(truth, preds)
             if args.details:
                 os.makedirs(args.details, exist_ok=True)
@@ -203,6 +212,7 @@ def main():
                     for t, g, p in zip(texts, truth, preds):
                         f.write("%s\t%s\t%s\t%s\n" % ("ok" if g == p else "XX", g, p, t.replace("\t", " ").replace("\n", " ")))
 
+    pooled = {sys_name: metrics(t, p) for sys_name, (t, p) in pooled_lines.items()}
     print("| set | lang | n | system | accuracy | macro-F1 | P/R negative | P/R neutral | P/R positive |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
@@ -213,6 +223,8 @@ def main():
             print("| %s | %s | %d | %s | %.3f | %.3f | %s | %s | %s |" % (
                 name, r["lang"], m["n"], sys_name, m["accuracy"], m["macro_f1"],
                 pr("negative"), pr("neutral"), pr("positive")))
+    for sys_name, m in pooled.items():
+        print("| all English lines | en | %d | %s | %.3f | %.3f | | | |" % (m["n"], sys_name, m["accuracy"], m["macro_f1"]))
     if args.confusion:
         for name, r in results.items():
             for sys_name, m in r["systems"].items():
@@ -222,6 +234,29 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, sort_keys=True)
+    if args.check:
+        sys.exit(0 if check(results, "vigie " + scorers[0]) else 1)
+
+
+def check(results, vigie):
+    """The targets of the scoring issue, on the sets that were run."""
+    ok = True
+
+    def f1(name, system):
+        return results[name]["systems"][system]["macro_f1"]
+
+    for name, r in results.items():
+        if r["lang"] != "en" or name == "vader-tweets" or "VADER" not in r["systems"]:
+            continue
+        good = f1(name, vigie) >= f1(name, "VADER")
+        ok &= good
+        print("check %-18s vigie %.3f >= VADER %.3f: %s" % (name, f1(name, vigie), f1(name, "VADER"), "ok" if good else "FAILED"))
+    if "vigie-en-holdout" in results and "vigie-fr-holdout" in results:
+        en, fr = f1("vigie-en-holdout", vigie), f1("vigie-fr-holdout", vigie)
+        # Reported, not enforced: the issue's target, still missed on the holdout (README).
+        print("info  French holdout %.3f vs English holdout %.3f: %.1f points apart (target: <= 5)" % (
+            fr, en, 100 * (en - fr)))
+    return ok
 
 
 if __name__ == "__main__":

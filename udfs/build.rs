@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 // Flags; keep in sync with src/lexicon.rs.
+// Stored as u16.
 const NEG_EN: u32 = 1 << 0;
 const NEG_FR: u32 = 1 << 1;
 const CONTRAST_EN: u32 = 1 << 2;
@@ -254,47 +255,83 @@ fn main() {
         }
     }
 
-    let mut entries = String::new();
-    let mut keys_concat = String::new();
-    let mut offsets = vec![0u32];
-    for (key, a) in &t.keys {
-        let val = [a.valence(0), a.valence(1), a.valence(2)];
-        writeln!(
-            entries,
-            "    Entry {{ val: [{:?}, {:?}, {:?}], boost: [{:?}, {:?}], emo: [{}, {}, {}], flags: {} }},",
-            val[0] as f32, val[1] as f32, val[2] as f32,
-            a.boost[0] as f32, a.boost[1] as f32,
-            a.emo[0], a.emo[1], a.emo[2], a.flags
-        )
-        .unwrap();
-        keys_concat.push_str(key);
-        offsets.push(keys_concat.len() as u32);
-    }
     let keys: Vec<&str> = t.keys.keys().map(String::as_str).collect();
     let table = PerfectHash::build(&keys);
+
+    // Valences and booster weights are stored as indices into small tables of their
+    // distinct values (exact: the same f32 comes back), so that an entry, its key and its
+    // meaning fit in one 32-byte slot and a lookup touches one cache line. Index 0 is 0.0
+    // (-0.0, which every reader treats as "none", is stored as 0.0 too).
+    fn intern(v: f64, table: &mut Vec<f32>) -> usize {
+        let v = v as f32;
+        if v == 0.0 {
+            return 0;
+        }
+        match table.iter().position(|x| x.to_bits() == v.to_bits()) {
+            Some(i) => i,
+            None => {
+                table.push(v);
+                table.len() - 1
+            }
+        }
+    }
+    let mut values = vec![0f32];
+    let mut boosts = vec![0f32];
+    let mut keys_concat = String::new();
+    let mut slots = String::new();
+    for &k in &table.slots {
+        if k == u32::MAX {
+            slots.push_str("    Entry::FREE,\n");
+            continue;
+        }
+        let key = keys[k as usize];
+        let a = &t.keys[key];
+        let val: Vec<usize> = (0..3).map(|s| intern(a.valence(s), &mut values)).collect();
+        let boost: Vec<usize> = (0..2).map(|s| intern(a.boost[s], &mut boosts)).collect();
+        assert!(values.len() <= 1 << 16 && boosts.len() <= 1 << 8);
+        let packed = if key.len() <= norm::SHORT_KEY {
+            norm::pack_short(key.as_bytes())
+        } else {
+            let at = keys_concat.len() as u128;
+            keys_concat.push_str(key);
+            at
+        };
+        writeln!(
+            slots,
+            "    Entry {{ key: {packed:#x}, len: {}, boost: [{}, {}], emo: [{}, {}, {}], val: [{}, {}, {}], flags: {} }},",
+            key.len(),
+            boost[0], boost[1],
+            a.emo[0], a.emo[1], a.emo[2],
+            val[0], val[1], val[2],
+            a.flags
+        )
+        .unwrap();
+    }
+    assert!(t.keys.keys().all(|k| k.len() < 256));
+    let max_d = table.displacements.iter().copied().max().unwrap_or(0);
+    let d_type = if max_d <= u32::from(u8::MAX) {
+        "u8"
+    } else if max_d <= u32::from(u16::MAX) {
+        "u16"
+    } else {
+        "u32"
+    };
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("lexicon.rs");
     let code = format!(
-        "/// Every lexicon entry, in key order.\npub(crate) static ENTRIES: [Entry; {n}] = [\n{entries}];\n\n\
-         /// All keys, concatenated in entry order.\npub(crate) static KEYS: &str = {keys_concat:?};\n\n\
-         /// `KEYS[KEY_OFFSETS[i]..KEY_OFFSETS[i + 1]]` is entry i's key.\npub(crate) static KEY_OFFSETS: [u32; {n1}] = {offsets:?};\n\n\
+        "/// Number of distinct keys.\npub(crate) const LEN: usize = {n};\n\n\
+         /// Keys longer than [`crate::norm::SHORT_KEY`] bytes, concatenated.\npub(crate) static LONG_KEYS: &str = {keys_concat:?};\n\n\
+         /// Distinct valences (index 0: none).\npub(crate) static VALUES: [f32; {nv}] = {values:?};\n\n\
+         /// Distinct booster weights (index 0: none).\npub(crate) static BOOSTS: [f32; {nbo}] = {boosts:?};\n\n\
          /// Seed of [`crate::norm::key_hash`] for this table.\npub(crate) const SEED: u64 = {seed};\n\n\
-         /// Displacement per bucket.\npub(crate) static DISPLACEMENTS: [u32; {nb}] = {disps:?};\n\n\
-         /// Per slot: the low 32 bits of its key's hash (checked before the key itself) and\n\
-         /// its entry index ([`NONE`] for a free slot).\npub(crate) static SLOTS: [(u32, u32); {ns}] = {slots:?};\n",
+         /// Displacement per bucket.\npub(crate) static DISPLACEMENTS: [{d_type}; {nb}] = {disps:?};\n\n\
+         /// The table: one entry per slot ([`Entry::FREE`] for a free slot).\npub(crate) static SLOTS: [Entry; {ns}] = [\n{slots}];\n",
         n = t.keys.len(),
-        n1 = offsets.len(),
+        nv = values.len(),
+        nbo = boosts.len(),
         seed = table.seed,
         nb = table.displacements.len(),
         disps = table.displacements,
         ns = table.slots.len(),
-        slots = table
-            .slots
-            .iter()
-            .map(|&i| match i {
-                u32::MAX => (0, u32::MAX),
-                i => (norm::key_hash(keys[i as usize].as_bytes(), table.seed) as u32, i),
-            })
-            .collect::<Vec<_>>(),
     );
     std::fs::write(out, code).unwrap();
 }

@@ -39,6 +39,10 @@ pub async fn shutdown_signal() {
 /// Runs until SIGINT/SIGTERM, then drains: stops accepting, lets the dataflow finish,
 /// flushes every buffered row to ClickHouse, and returns.
 pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<()> {
+    // Build the scorer once here, so a missing model or runtime library is a clear error at
+    // start-up rather than a panic in a worker.
+    crate::scoring::BatchScorer::new(&settings.scoring.scorer, settings.scoring.config)
+        .context("loading the scorer")?;
     if settings.migrate {
         migrations::migrate(&ch).await.context("migrating")?;
     }
@@ -52,6 +56,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     let runtime = RuntimeConfig {
         workers: settings.workers,
         wal_max_bytes: settings.wal_max_bytes,
+        scoring: settings.scoring.clone(),
         ..RuntimeConfig::default()
     };
     let (sink_tx, sink_rx) = mpsc::channel(runtime.channel_depth);

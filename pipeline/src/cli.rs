@@ -94,6 +94,14 @@ pub struct ScoringOpts {
 }
 
 impl ScoringOpts {
+    /// What the dataflow needs to build its scorers.
+    pub fn spec(&self) -> crate::graph::score::ScoringSpec {
+        crate::graph::score::ScoringSpec {
+            scorer: self.scorer.clone(),
+            config: self.config(),
+        }
+    }
+
     /// The lexicon scorer's configuration: defaults, overridden by the flags given.
     pub fn config(&self) -> vigie_udfs::ScoreConfig {
         let mut cfg = vigie_udfs::ScoreConfig::default();
@@ -124,6 +132,9 @@ pub struct ScoreOpts {
 /// `vigie run`.
 #[derive(Debug, Args)]
 pub struct RunOpts {
+    /// How mentions are scored.
+    #[command(flatten)]
+    pub scoring: ScoringOpts,
     /// Address of the ingest HTTP server [default: 127.0.0.1:8080]
     #[arg(long, env = "VIGIE_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -337,6 +348,8 @@ pub struct RunSettings {
     pub wal_max_bytes: u64,
     /// Segment size of the write-ahead log.
     pub wal_segment_bytes: u64,
+    /// How mentions are scored.
+    pub scoring: crate::graph::score::ScoringSpec,
 }
 
 impl GlobalOpts {
@@ -377,6 +390,7 @@ impl RunOpts {
             ch.flush_interval = Duration::from_millis(ms);
         }
         RunSettings {
+            scoring: self.scoring.spec(),
             listen: self
                 .listen
                 .or(file.listen)

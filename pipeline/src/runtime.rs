@@ -18,10 +18,10 @@ use timely::dataflow::operators::core::Probe;
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
-use vigie_udfs::ScoreConfig;
 
 use crate::graph::emit::{emit, SinkBatch};
 use crate::graph::records::{MentionBody, MentionKey};
+use crate::graph::score::ScoringSpec;
 use crate::graph::{build, Upsert};
 use crate::metrics::Metrics;
 use crate::wal::{LoggedEpoch, Wal};
@@ -32,7 +32,7 @@ pub struct RuntimeConfig {
     /// Timely worker threads.
     pub workers: usize,
     /// Scoring options.
-    pub score: ScoreConfig,
+    pub scoring: ScoringSpec,
     /// An epoch closes after this long …
     pub epoch_max_wait: Duration,
     /// … or once it holds this many records.
@@ -47,7 +47,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             workers: 1,
-            score: ScoreConfig::default(),
+            scoring: ScoringSpec::default(),
             epoch_max_wait: Duration::from_millis(5),
             epoch_max_records: 50_000,
             channel_depth: 64,
@@ -109,7 +109,7 @@ impl Dataflow {
             receivers.push(Mutex::new(Some(rx)));
         }
         let receivers = Arc::new(receivers);
-        let score_cfg = cfg.score;
+        let scoring = cfg.scoring.clone();
         let worker_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("timely".into())
@@ -118,7 +118,13 @@ impl Dataflow {
                     let index = worker.index();
                     let rx = receivers[index].lock().ok().and_then(|mut r| r.take());
                     let Some(mut rx) = rx else { return };
-                    run_worker(worker, &mut rx, sink.clone(), score_cfg, &worker_metrics);
+                    run_worker(
+                        worker,
+                        &mut rx,
+                        sink.clone(),
+                        scoring.clone(),
+                        &worker_metrics,
+                    );
                 })?;
                 for r in guards.join() {
                     r?;
@@ -150,7 +156,7 @@ fn run_worker(
     worker: &mut timely::worker::Worker,
     rx: &mut mpsc::Receiver<Epoch>,
     sink: mpsc::Sender<SinkBatch>,
-    cfg: ScoreConfig,
+    scoring: ScoringSpec,
     metrics: &Metrics,
 ) {
     let index = worker.index();
@@ -159,7 +165,7 @@ fn run_worker(
     worker.dataflow::<u64, _, _>(|scope| {
         use timely::dataflow::operators::Input;
         let upserts = scope.input_from(&mut input);
-        let changes = build(upserts, cfg);
+        let changes = build(upserts, scoring.clone());
         let changes =
             differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
         emit(changes, index, sink);

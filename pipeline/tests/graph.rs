@@ -12,9 +12,10 @@ use timely::dataflow::InputHandle;
 use uuid::Uuid;
 use vigie_pipeline::domain::{Engagement, Granularity};
 use vigie_pipeline::graph::records::{Change, MentionBody, MentionKey, Sums, TrendKey};
-use vigie_pipeline::graph::score::score_one;
+use vigie_pipeline::graph::score::{score_one, ScoringSpec};
 use vigie_pipeline::graph::{build, Upsert};
 use vigie_pipeline::runtime::last_write_wins;
+use vigie_pipeline::scoring::ScorerChoice;
 use vigie_udfs::ScoreConfig;
 
 const TEXTS: &[&str] = &[
@@ -114,7 +115,15 @@ fn graph_matches_a_plain_recomputation_after_every_epoch() {
             InputHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut input);
-            build(upserts, cfg).inner.capture_into(tx.clone());
+            build(
+                upserts,
+                ScoringSpec {
+                    scorer: ScorerChoice::Lexicon,
+                    config: cfg,
+                },
+            )
+            .inner
+            .capture_into(tx.clone());
         });
         for (t, epoch) in fed.into_iter().enumerate() {
             let t = t as u64 + 1;

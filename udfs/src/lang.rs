@@ -26,7 +26,7 @@ fn evidence(toks: &[Tok], st: &Stats) -> [f32; 3] {
             ev[2] += 1.0;
         }
         // A content word only one of the two lexicons knows is weaker evidence.
-        match (e.val[0] != 0.0, e.val[1] != 0.0) {
+        match (e.has_val(0), e.has_val(1)) {
             (true, false) => ev[0] += 0.5,
             (false, true) => ev[1] += 0.5,
             _ => {}

@@ -113,17 +113,80 @@ pub fn normalize_key(key: &str) -> String {
     out
 }
 
+/// Longest key kept inline in the lookup table (and hashed by [`hash_short`]).
+pub const SHORT_KEY: usize = 16;
+
+#[inline(always)]
+fn rd64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes([
+        b[at],
+        b[at + 1],
+        b[at + 2],
+        b[at + 3],
+        b[at + 4],
+        b[at + 5],
+        b[at + 6],
+        b[at + 7],
+    ])
+}
+
+#[inline(always)]
+fn rd32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
+/// The bytes of a key of at most [`SHORT_KEY`] bytes, zero-padded, as one little-endian
+/// integer; built from two overlapping loads (no byte loop, no `memcpy`).
+#[inline(always)]
+pub fn pack_short(b: &[u8]) -> u128 {
+    let n = b.len();
+    debug_assert!(n <= SHORT_KEY);
+    if n >= 8 {
+        u128::from(rd64(b, 0)) | (u128::from(rd64(b, n - 8)) << (8 * (n - 8)))
+    } else if n >= 4 {
+        u128::from(rd32(b, 0) | (rd32(b, n - 4) << (8 * (n - 4))))
+    } else if n > 0 {
+        let m = n / 2;
+        u128::from(
+            u64::from(b[0]) | (u64::from(b[m]) << (8 * m)) | (u64::from(b[n - 1]) << (8 * (n - 1))),
+        )
+    } else {
+        0
+    }
+}
+
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn finish_hash(mut h: u64) -> u64 {
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^ (h >> 32)
+}
+
+/// [`key_hash`] of a key of `n` ≤ [`SHORT_KEY`] bytes given packed by [`pack_short`]: its
+/// two halves are multiplied in parallel, then mixed once more (a short dependency chain:
+/// this is on every lookup's critical path).
+#[inline]
+pub fn hash_short(p: u128, n: usize, seed: u64) -> u64 {
+    let a = (p as u64 ^ seed).wrapping_mul(K);
+    let b = ((p >> 64) as u64 ^ (n as u64)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let h = (a ^ b.rotate_left(32)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^ (h >> 32)
+}
+
 /// Hash of a lexicon key's bytes under `seed`, shared by the build script (which builds a
 /// perfect-hash table with it) and the lookup. Multiply–xorshift over 8-byte words: keys
 /// are short, and this is several times cheaper than SipHash.
 #[inline]
 pub fn key_hash(bytes: &[u8], seed: u64) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    if bytes.len() <= SHORT_KEY {
+        return hash_short(pack_short(bytes), bytes.len(), seed);
+    }
     let mut h = seed ^ (bytes.len() as u64).wrapping_mul(K);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h ^ w).wrapping_mul(K);
+        h = (h ^ rd64(c, 0)).wrapping_mul(K);
         h ^= h >> 32;
     }
     let rest = chunks.remainder();
@@ -132,9 +195,7 @@ pub fn key_hash(bytes: &[u8], seed: u64) -> u64 {
         buf[..rest.len()].copy_from_slice(rest);
         h = (h ^ u64::from_le_bytes(buf)).wrapping_mul(K);
     }
-    h ^= h >> 29;
-    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h ^ (h >> 32)
+    finish_hash(h)
 }
 
 /// Bucket of a key with hash `h` among `n` buckets (perfect-hash first level).

@@ -34,12 +34,12 @@ fn valence(t: &Tok, slot: Option<usize>) -> f32 {
     }
     let e = lexicon::entry(t.entry);
     match (t.kind, slot) {
-        (Kind::Emoji, _) => e.val[2],
+        (Kind::Emoji, _) => e.val(2),
         (Kind::Word, Some(s)) => {
-            if e.val[s] != 0.0 {
-                e.val[s]
+            if e.has_val(s) {
+                e.val(s)
             } else {
-                e.val[2] // emoticon-like words ("xd")
+                e.val(2) // emoticon-like words ("xd")
             }
         }
         _ => 0.0,
@@ -61,7 +61,7 @@ fn modifiers(toks: &[Tok], i: usize, s: usize, all_caps: bool) -> (f32, bool) {
             continue;
         }
         let e = lexicon::entry(p.entry);
-        let b = e.boost[s];
+        let b = e.boost(s);
         if b != 0.0 {
             let mut b = b * decay;
             if p.flags & CAPS != 0 && !all_caps {

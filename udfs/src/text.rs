@@ -156,6 +156,26 @@ impl Word {
         }
     }
 
+    /// [`Word::push`] of a Latin-1 letter (U+00C0..=U+00FF but × and ÷).
+    #[inline]
+    fn push_latin1(&mut self, c: char, upper: bool) {
+        let lower = if upper {
+            self.upper += 1;
+            char::from_u32(c as u32 + 0x20).unwrap_or(c)
+        } else {
+            self.lower += 1;
+            c
+        };
+        match norm::fold(lower) {
+            Folded::Skip => {}
+            Folded::One(a) => self.push_folded(a),
+            Folded::Two(a, b) => {
+                self.push_folded(a);
+                self.push_folded(b);
+            }
+        }
+    }
+
     fn push(&mut self, c: char) {
         if c.is_uppercase() {
             self.upper += 1;
@@ -211,7 +231,7 @@ impl Word {
 #[derive(Clone, Copy)]
 struct Recent {
     tok: usize,
-    head: u32,
+    head: u16,
     len: usize,
     buf: [u8; MAX_WORD],
 }
@@ -312,7 +332,7 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
     let mut st = Stats::default();
     let mut w = Word::new();
     let mut ph = Phrases::new();
-    for chunk in text.split_whitespace() {
+    for chunk in Chunks(text) {
         let b = chunk.as_bytes();
         if b[0] == b'@'
             || starts_with_ci(b, b"http://")
@@ -335,43 +355,65 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
             None => (false, chunk),
         };
         let mut prev_lower = false;
-        let mut chars = body.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c.is_ascii_alphanumeric() {
-                // ASCII fast path: no Unicode tables, no folding beyond lowercase.
-                let upper = c.is_ascii_uppercase();
-                if hashtag && upper && prev_lower {
-                    flush(&mut w, hashtag, toks, &mut st, &mut ph);
-                }
-                prev_lower = c.is_ascii_lowercase();
-                if c.is_ascii_alphabetic() {
-                    st.latin += 1;
-                }
-                w.push_ascii(c as u8, upper);
-                continue;
-            }
-            if c.is_alphanumeric() {
-                if hashtag && c.is_uppercase() && prev_lower {
-                    flush(&mut w, hashtag, toks, &mut st, &mut ph);
-                }
-                prev_lower = c.is_lowercase();
-                if c.is_alphabetic() {
-                    if (c as u32) < 0x250 {
-                        st.latin += 1;
-                    } else {
-                        st.other_script += 1;
+        let bytes = body.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = bytes[at];
+            let c = if b < 0x80 {
+                at += 1;
+                if b.is_ascii_alphanumeric() {
+                    // ASCII fast path: no decoding, no Unicode tables, no folding beyond
+                    // lowercase.
+                    let upper = b.is_ascii_uppercase();
+                    if hashtag && upper && prev_lower {
+                        flush(&mut w, hashtag, toks, &mut st, &mut ph);
                     }
+                    prev_lower = b.is_ascii_lowercase();
+                    if b.is_ascii_alphabetic() {
+                        st.latin += 1;
+                    }
+                    w.push_ascii(b, upper);
+                    continue;
+                }
+                b as char
+            } else {
+                let c = body[at..].chars().next().unwrap_or('\0');
+                at += c.len_utf8();
+                if matches!(c, '\u{c0}'..='\u{ff}') && !matches!(c, '\u{d7}' | '\u{f7}') {
+                    // Latin-1 letters (French accents): no Unicode tables.
+                    let upper = c < '\u{df}';
+                    if hashtag && upper && prev_lower {
+                        flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                    }
+                    prev_lower = !upper;
+                    st.latin += 1;
                     if norm::is_french_accent(c) {
                         st.accents += 1;
                     }
+                    w.push_latin1(c, upper);
+                    continue;
                 }
-                w.push(c);
-                continue;
-            }
-            if matches!(c, '\'' | '\u{2019}')
-                && !w.is_empty()
-                && chars.peek().is_some_and(|n| n.is_alphabetic())
-            {
+                if c.is_alphanumeric() {
+                    if hashtag && c.is_uppercase() && prev_lower {
+                        flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                    }
+                    prev_lower = c.is_lowercase();
+                    if c.is_alphabetic() {
+                        if (c as u32) < 0x250 {
+                            st.latin += 1;
+                        } else {
+                            st.other_script += 1;
+                        }
+                        if norm::is_french_accent(c) {
+                            st.accents += 1;
+                        }
+                    }
+                    w.push(c);
+                    continue;
+                }
+                c
+            };
+            if matches!(c, '\'' | '\u{2019}') && !w.is_empty() && next_is_alphabetic(&body[at..]) {
                 w.push('\'');
                 continue;
             }
@@ -431,6 +473,58 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
     st
 }
 
+/// `str::split_whitespace` with an ASCII fast path (same chunks).
+struct Chunks<'a>(&'a str);
+
+/// Byte length of the prefix of `s` whose characters are (`ws`) / are not whitespace.
+#[inline(always)]
+fn ws_run(s: &str, ws: bool) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x80 {
+            if matches!(c, b'\t'..=b'\r' | b' ') != ws {
+                break;
+            }
+            i += 1;
+        } else {
+            let ch = s[i..].chars().next().unwrap_or('\0');
+            if ch.is_whitespace() != ws {
+                break;
+            }
+            i += ch.len_utf8();
+        }
+    }
+    i
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a str;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<&'a str> {
+        let s = &self.0[ws_run(self.0, true)..];
+        if s.is_empty() {
+            self.0 = s;
+            return None;
+        }
+        let n = ws_run(s, false);
+        self.0 = &s[n..];
+        Some(&s[..n])
+    }
+}
+
+/// Whether `rest` starts with an alphabetic character.
+#[inline]
+fn next_is_alphabetic(rest: &str) -> bool {
+    match rest.as_bytes().first() {
+        None => false,
+        Some(b) if *b < 0x80 => b.is_ascii_alphabetic(),
+        Some(_) => rest.chars().next().is_some_and(char::is_alphabetic),
+    }
+}
+
 fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
     b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
@@ -463,7 +557,7 @@ fn emoticon(chunk: &str) -> Option<u32> {
             buf[i] = c.to_ascii_lowercase();
         }
         let e = std::str::from_utf8(&buf[..n]).map_or(NONE, lexicon::find);
-        if e != NONE && lexicon::entry(e).val[2] != 0.0 {
+        if e != NONE && lexicon::entry(e).has_val(2) {
             return Some(e);
         }
         match s.strip_suffix(['.', ',', '!', '?']) {
@@ -497,9 +591,10 @@ fn flush(w: &mut Word, hashtag: bool, toks: &mut Vec<Tok>, st: &mut Stats, ph: &
     } else {
         lexicon::find_bytes(s)
     };
-    let mut squeezed_buf = [0u8; MAX_WORD];
+    let mut squeezed_buf: [u8; MAX_WORD];
     let mut text = s;
     if entry == NONE && w.nruns > 0 && !w.overflow {
+        squeezed_buf = [0u8; MAX_WORD];
         let sq = w.squeezed(&mut squeezed_buf);
         let e = lexicon::find_bytes(sq);
         if e != NONE {

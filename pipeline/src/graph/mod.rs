@@ -13,7 +13,6 @@ use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::VecCollection;
 use timely::dataflow::{Scope, Stream};
-use vigie_udfs::ScoreConfig;
 
 use records::{Change, MentionBody, MentionKey};
 
@@ -26,7 +25,7 @@ pub type Upsert = (MentionKey, Option<MentionBody>, u64);
 /// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
 pub fn build<'s>(
     upserts: Stream<'s, u64, Vec<Upsert>>,
-    cfg: ScoreConfig,
+    scoring: score::ScoringSpec,
 ) -> VecCollection<'s, u64, Change> {
     let mentions = arrange_from_upsert::<
         ValBuilder<MentionKey, MentionBody, u64, isize>,
@@ -36,7 +35,7 @@ pub fn build<'s>(
     >(upserts, "Mentions")
     .as_collection(|k, v| (*k, v.clone()));
 
-    let scored = score::score(mentions, cfg);
+    let scored = score::score(mentions, scoring);
     let trends = trends::trends(scored.clone());
 
     scored
