@@ -78,6 +78,9 @@ def tar_member(path, suffix):
     sys.exit("%s: no member ending in %s" % (path, suffix))
 
 
+TAGS = {}  # text -> hard-case tags, for the sets that have them
+
+
 def load_vigie(name):
     rows = []
     with open(os.path.join(ROOT, "eval", "data", name + ".ndjson"), encoding="utf-8") as f:
@@ -85,6 +88,7 @@ def load_vigie(name):
             if line.strip():
                 o = json.loads(line)
                 rows.append((o["text"], o["label"]))
+                TAGS[o["text"]] = o.get("tags", [])
     return rows
 
 
@@ -182,14 +186,17 @@ def main():
     ap.add_argument("--json", help="write all figures to this file")
     ap.add_argument("--details", help="write per-line predictions (TSV) to this directory")
     ap.add_argument("--confusion", action="store_true", help="print confusion matrices")
+    ap.add_argument("--by-tag", action="store_true",
+                    help="accuracy per hard-case tag (negation, emoji_only, …) over vigie's own sets")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless the issue's targets hold: on every English set but "
-                         "VADER's own tweets, vigie's macro-F1 >= VADER's (the French/English "
-                         "gap is printed, not enforced)")
+                         "VADER's own tweets, vigie's macro-F1 >= VADER's; French holdout "
+                         "macro-F1 within 5 points of English holdout")
     args = ap.parse_args()
     scorers = args.scorer or ["lexicon"]
     results = {}
     pooled_lines = {}
+    by_tag = {}  # (lang, tag) -> system -> [right, n]
     for name in args.sets.split(","):
         lang, load = SETS[name]
         rows = load()
@@ -200,6 +207,11 @@ def main():
             systems["VADER"] = score_vader(texts)
         results[name] = {"lang": lang, "systems": {}}
         for sys_name, preds in systems.items():
+            for t, g, p in zip(texts, truth, preds):
+                for tag in TAGS.get(t, []):
+                    c = by_tag.setdefault((lang, tag), {}).setdefault(sys_name, [0, 0])
+                    c[0] += g == p
+                    c[1] += 1
             if lang == "en":
                 t, p = pooled_lines.setdefault(sys_name, ([], []))
                 t.extend(truth)
@@ -225,6 +237,14 @@ def main():
                 pr("negative"), pr("neutral"), pr("positive")))
     for sys_name, m in pooled.items():
         print("| all English lines | en | %d | %s | %.3f | %.3f | | | |" % (m["n"], sys_name, m["accuracy"], m["macro_f1"]))
+    if args.by_tag and by_tag:
+        names = list(next(iter(by_tag.values())).keys())
+        print("\n| lang | tag | n | " + " | ".join("accuracy " + n for n in names) + " |")
+        print("|---|---|---|" + "---|" * len(names))
+        for (lang, tag), per in sorted(by_tag.items()):
+            n = next(iter(per.values()))[1]
+            print("| %s | %s | %d | %s |" % (lang, tag, n, " | ".join(
+                "%.2f" % (per[s][0] / per[s][1]) for s in names)))
     if args.confusion:
         for name, r in results.items():
             for sys_name, m in r["systems"].items():
@@ -253,9 +273,10 @@ def check(results, vigie):
         print("check %-18s vigie %.3f >= VADER %.3f: %s" % (name, f1(name, vigie), f1(name, "VADER"), "ok" if good else "FAILED"))
     if "vigie-en-holdout" in results and "vigie-fr-holdout" in results:
         en, fr = f1("vigie-en-holdout", vigie), f1("vigie-fr-holdout", vigie)
-        # Reported, not enforced: the target, still missed on the holdout (README).
-        print("info  French holdout %.3f vs English holdout %.3f: %.1f points apart (target: <= 5)" % (
-            fr, en, 100 * (en - fr)))
+        good = fr >= en - 0.05
+        ok &= good
+        print("check French holdout %.3f within 5 points of English holdout %.3f: %s" % (
+            fr, en, "ok" if good else "FAILED"))
     return ok
 
 

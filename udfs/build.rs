@@ -198,6 +198,11 @@ fn main() {
                 continue;
             }
             for r in rows(dir, file, None) {
+                // Single words only: a phrase (or an apostrophe word, "s'excuser") would change
+                // how the tokenizer cuts the text, and so the sentiment; emotions must not.
+                if r[0].trim().contains([' ', '\'', '\u{2019}']) {
+                    continue;
+                }
                 let m = emotion_mask(r.get(1).map_or("", |s| s.as_str()), file);
                 if m != 0 {
                     if let Some(a) = t.acc(&r[0]) {

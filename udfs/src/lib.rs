@@ -178,7 +178,7 @@ impl Default for ScoreConfig {
         Self {
             neutral_band: 0.05,
             min_confidence: 0.3,
-            question_damping: 0.25,
+            question_damping: 0.1,
         }
     }
 }
@@ -199,11 +199,12 @@ impl Scorer {
     /// Language, sentiment and emotions in one pass over the tokens.
     pub fn score(&mut self, text: &str, cfg: &ScoreConfig) -> Scores {
         let st = text::tokenize(text, &mut self.toks);
-        let (lang, _) = lang::detect(text, &self.toks, &st);
+        let (lang, _) = lang::detect(text, &st);
+        let (sentiment, emotions) = sentiment::both(&self.toks, &st, lang, cfg);
         Scores {
             lang,
-            sentiment: sentiment::sentiment(&self.toks, &st, lang, cfg),
-            emotions: sentiment::emotions(&self.toks, lang),
+            sentiment,
+            emotions,
         }
     }
 
@@ -216,7 +217,7 @@ impl Scorer {
     /// (function words and lexicon hits decide most texts without it).
     pub fn detect_language_traced(&mut self, text: &str) -> (Lang, bool) {
         let st = text::tokenize(text, &mut self.toks);
-        lang::detect(text, &self.toks, &st)
+        lang::detect(text, &st)
     }
 
     /// Sentiment of `text` read as `lang` (for [`Lang::Other`] only emoji and emoticons
@@ -228,8 +229,8 @@ impl Scorer {
 
     /// Emotions of `text` read as `lang`.
     pub fn emotions(&mut self, text: &str, lang: Lang) -> EmotionScores {
-        text::tokenize(text, &mut self.toks);
-        sentiment::emotions(&self.toks, lang)
+        let st = text::tokenize(text, &mut self.toks);
+        sentiment::emotions(&self.toks, &st, lang)
     }
 }
 

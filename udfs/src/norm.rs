@@ -28,7 +28,13 @@ pub fn fold(c: char) -> Folded {
     if is_modifier(c) {
         return Folded::Skip;
     }
-    let lower = c.to_lowercase().next().unwrap_or(c);
+    // U+00DF..=U+00FF (French accents once lowercased) are their own lowercase: no
+    // Unicode table lookup for them.
+    let lower = if matches!(c, '\u{df}'..='\u{ff}') {
+        c
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    };
     Folded::One(match lower {
         'à' | 'â' | 'ä' | 'á' | 'ã' | 'å' => 'a',
         'é' | 'è' | 'ê' | 'ë' => 'e',
@@ -209,4 +215,14 @@ pub fn bucket_of(h: u64, n: usize) -> usize {
 pub fn slot_of(h: u64, d: u32, n: usize) -> usize {
     let x = (h as u32) ^ d.wrapping_mul(0x9E37_79B9);
     ((u64::from(x) * n as u64) >> 32) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn latin1_lowercase_fast_path_matches_unicode() {
+        for c in '\u{df}'..='\u{ff}' {
+            assert_eq!(c.to_lowercase().collect::<String>(), c.to_string(), "{c:?}");
+        }
+    }
 }

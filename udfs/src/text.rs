@@ -8,7 +8,7 @@
 //! phrases of two or three words ("not bad", "pas terrible", "rien à redire") replace their
 //! words when the lexicon has them.
 
-use crate::lexicon::{self, HEAD2, HEAD3, NONE};
+use crate::lexicon::{self, HEAD2, HEAD3, NONE, STOP_EN, STOP_FR, STOP_OTHER};
 use crate::norm::{self, Folded};
 
 /// Kind of token.
@@ -56,6 +56,39 @@ pub(crate) struct Stats {
     pub caps_words: u32,
     /// The text's last clause ends with `?`.
     pub ends_with_question: bool,
+    /// Language evidence of the word tokens (English, French, other), in half points:
+    /// 2 per function word, 1 per content word only one of the two lexicons knows.
+    pub evidence: [u32; 3],
+}
+
+impl Stats {
+    /// Adds (`sign` 1) or removes (`sign` -1) the language evidence of a word's entry.
+    #[inline]
+    fn add_evidence(&mut self, entry: u32, sign: i32) {
+        if entry == NONE {
+            return;
+        }
+        let e = lexicon::entry(entry);
+        let mut ev = [0u32; 3];
+        if e.flags & STOP_EN != 0 {
+            ev[0] += 2;
+        }
+        if e.flags & STOP_FR != 0 {
+            ev[1] += 2;
+        }
+        if e.flags & STOP_OTHER != 0 {
+            ev[2] += 2;
+        }
+        // A content word only one of the two lexicons knows is weaker evidence.
+        match (e.has_val(0), e.has_val(1)) {
+            (true, false) => ev[0] += 1,
+            (false, true) => ev[1] += 1,
+            _ => {}
+        }
+        for (acc, d) in self.evidence.iter_mut().zip(ev) {
+            *acc = acc.wrapping_add_signed(sign * d as i32);
+        }
+    }
 }
 
 const MAX_WORD: usize = 64;
@@ -66,6 +99,8 @@ struct Word {
     buf: [u8; MAX_WORD],
     len: usize,
     overflow: bool,
+    /// An apostrophe was pushed (the word may split at it).
+    apostrophe: bool,
     upper: u32,
     lower: u32,
     last: char,
@@ -82,6 +117,7 @@ impl Word {
             buf: [0; MAX_WORD],
             len: 0,
             overflow: false,
+            apostrophe: false,
             upper: 0,
             lower: 0,
             last: '\0',
@@ -94,6 +130,7 @@ impl Word {
     fn clear(&mut self) {
         self.len = 0;
         self.overflow = false;
+        self.apostrophe = false;
         self.upper = 0;
         self.lower = 0;
         self.last = '\0';
@@ -106,6 +143,9 @@ impl Word {
     }
 
     fn push_folded(&mut self, ch: char) {
+        if ch == '\'' {
+            self.apostrophe = true;
+        }
         if ch == self.last {
             self.run += 1;
             if self.run >= 3 {
@@ -131,29 +171,70 @@ impl Word {
         self.len += n;
     }
 
-    #[inline]
-    fn push_ascii(&mut self, b: u8, upper: bool) {
-        if upper {
-            self.upper += 1;
-        } else if b.is_ascii_lowercase() {
-            self.lower += 1;
+    /// Pushes the run of ASCII letters and digits of `bytes` from `at` on (stopping before
+    /// a hashtag's case change, where the word splits), with the word's state in locals;
+    /// returns where the run ends.
+    #[inline(always)]
+    fn push_ascii_run(
+        &mut self,
+        bytes: &[u8],
+        mut at: usize,
+        hashtag: bool,
+        prev_lower: &mut bool,
+        st: &mut Stats,
+    ) -> usize {
+        let (mut len, mut last, mut run) = (self.len, self.last as u32, self.run);
+        // Capitals in the low half, lowercase letters in the high half (scalar arithmetic:
+        // separate counters get vectorised badly).
+        let mut cases = 0u64;
+        let mut overflow = self.overflow;
+        loop {
+            let b = bytes[at];
+            // An ASCII letter or digit: only capitals lack bit 5, lowercase letters are above
+            // `Z`; setting bit 5 lowercases a capital and leaves the rest unchanged.
+            let lo = b > b'Z';
+            cases += u64::from(b & 0x20 == 0) | (u64::from(lo) << 32);
+            let ch = b | 0x20;
+            let keep = if u32::from(ch) == last {
+                run += 1;
+                if run == 2 && self.nruns < MAX_RUNS {
+                    // Provisional: becomes a real run only if a third copy follows.
+                    self.runs[self.nruns] = (len as u8, 1);
+                }
+                run < 3 // elongation: keep two
+            } else {
+                if run >= 3 {
+                    self.nruns += 1;
+                }
+                last = u32::from(ch);
+                run = 1;
+                true
+            };
+            if keep {
+                if len < MAX_WORD {
+                    self.buf[len] = ch;
+                    len += 1;
+                } else {
+                    overflow = true;
+                }
+            }
+            at += 1;
+            *prev_lower = lo;
+            match bytes.get(at) {
+                Some(&n)
+                    if n.is_ascii_alphanumeric() && !(hashtag && lo && n.is_ascii_uppercase()) => {}
+                _ => break,
+            }
         }
-        let ch = b.to_ascii_lowercase();
-        if u32::from(ch) == self.last as u32 {
-            self.push_folded(ch as char);
-            return;
-        }
-        if self.run >= 3 {
-            self.nruns += 1;
-        }
-        self.last = ch as char;
-        self.run = 1;
-        if self.len < MAX_WORD {
-            self.buf[self.len] = ch;
-            self.len += 1;
-        } else {
-            self.overflow = true;
-        }
+        self.len = len;
+        self.last = char::from(last as u8);
+        self.run = run;
+        let (upper, lower) = (cases as u32, (cases >> 32) as u32);
+        self.upper += upper;
+        self.lower += lower;
+        self.overflow = overflow;
+        st.latin += upper + lower;
+        at
     }
 
     /// [`Word::push`] of a Latin-1 letter (U+00C0..=U+00FF but × and ÷).
@@ -166,14 +247,7 @@ impl Word {
             self.lower += 1;
             c
         };
-        match norm::fold(lower) {
-            Folded::Skip => {}
-            Folded::One(a) => self.push_folded(a),
-            Folded::Two(a, b) => {
-                self.push_folded(a);
-                self.push_folded(b);
-            }
-        }
+        self.push_fold(lower);
     }
 
     fn push(&mut self, c: char) {
@@ -182,6 +256,12 @@ impl Word {
         } else if c.is_lowercase() {
             self.lower += 1;
         }
+        self.push_fold(c);
+    }
+
+    /// Appends the folded form of `c`.
+    #[inline]
+    fn push_fold(&mut self, c: char) {
         match norm::fold(c) {
             Folded::Skip => {}
             Folded::One(a) => self.push_folded(a),
@@ -251,6 +331,26 @@ impl Recent {
     }
 }
 
+/// `dst.copy_from_slice(src)` without a `memcpy` call for the usual short words: two
+/// overlapping fixed-size copies.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (8..=16).contains(&n) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if (4..8).contains(&n) {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if (1..4).contains(&n) {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Phrase lookups over the last two words (`recent[newest]` is the last one).
 struct Phrases {
     recent: [Recent; 2],
@@ -278,14 +378,15 @@ impl Phrases {
                 key[n] = b' ';
                 n += 1;
             }
-            key[n..n + p.len()].copy_from_slice(p);
+            copy_short(&mut key[n..n + p.len()], p);
             n += p.len();
         }
         lexicon::find_bytes(&key[..n])
     }
 
     /// Called after word token `i` (normalised text `w`) is pushed.
-    fn after_word(&mut self, toks: &mut [Tok], i: usize, w: &[u8]) {
+    /// Phrases replace their words' language evidence with their own.
+    fn after_word(&mut self, toks: &mut [Tok], st: &mut Stats, i: usize, w: &[u8]) {
         let head = match toks[i].entry {
             NONE => 0,
             e => lexicon::entry(e).flags & (HEAD2 | HEAD3),
@@ -295,8 +396,11 @@ impl Phrases {
         if p1.tok != NO_WORD && p2.tok != NO_WORD && p2.head & HEAD3 != 0 {
             let e = Self::lookup(&[p2.text(), p1.text(), w]);
             if e != NONE {
+                st.add_evidence(toks[p2.tok].entry, -1);
+                st.add_evidence(e, 1);
                 toks[p2.tok].entry = e;
                 for t in [p1.tok, i] {
+                    st.add_evidence(toks[t].entry, -1);
                     toks[t].entry = NONE;
                     toks[t].flags |= CONSUMED;
                 }
@@ -307,6 +411,9 @@ impl Phrases {
         if p1.tok != NO_WORD && p1.head & HEAD2 != 0 {
             let e = Self::lookup(&[p1.text(), w]);
             if e != NONE {
+                st.add_evidence(toks[p1.tok].entry, -1);
+                st.add_evidence(e, 1);
+                st.add_evidence(toks[i].entry, -1);
                 toks[p1.tok].entry = e;
                 toks[i].entry = NONE;
                 toks[i].flags |= CONSUMED;
@@ -321,7 +428,104 @@ impl Phrases {
         r.head = head;
         r.len = if keep_text { w.len() } else { 0 };
         if keep_text {
-            r.buf[..w.len()].copy_from_slice(w);
+            copy_short(&mut r.buf[..w.len()], w);
+        }
+    }
+}
+
+/// Tokenizer state. A word's lookup is issued when the word ends but its result is used
+/// only when the next word ends (or at the next emoji, break or end of text): the load of
+/// its table slot, often a cache miss, overlaps with reading the next word instead of
+/// stalling the branches that depend on it.
+struct Tokenizer<'t> {
+    toks: &'t mut Vec<Tok>,
+    st: Stats,
+    ph: Phrases,
+    /// The word being read (`words[cur]`) and the one waiting for its lookup.
+    words: [Word; 2],
+    cur: usize,
+    /// The waiting word, if any: whether it is part of a hashtag, and its entry.
+    pending: Option<(bool, u32)>,
+}
+
+impl Tokenizer<'_> {
+    #[inline(always)]
+    fn word(&mut self) -> &mut Word {
+        &mut self.words[self.cur]
+    }
+
+    /// Ends the current word: issues its lookup (the word as written but with elongations
+    /// cut to two letters), settles the previous word, and leaves this one waiting.
+    #[inline]
+    fn flush(&mut self, hashtag: bool) {
+        let w = &mut self.words[self.cur];
+        w.finish();
+        if w.is_empty() {
+            w.clear();
+            return;
+        }
+        let entry = if w.overflow {
+            NONE
+        } else {
+            lexicon::find_bytes(w.bytes())
+        };
+        self.settle();
+        self.pending = Some((hashtag, entry));
+        self.cur ^= 1;
+        self.words[self.cur].clear();
+    }
+
+    /// Pushes the waiting word, if any, or its apostrophe-separated parts when only those
+    /// are known (elongations cut to one letter when only that form is known).
+    #[inline]
+    fn settle(&mut self) {
+        let Some((hashtag, mut entry)) = self.pending.take() else {
+            return;
+        };
+        let w = &self.words[self.cur ^ 1];
+        let (toks, st, ph) = (&mut *self.toks, &mut self.st, &mut self.ph);
+        let caps = !hashtag && w.upper >= 2 && w.lower == 0;
+        let mut flags = if caps { CAPS } else { 0 };
+        if w.nruns > 0 {
+            flags |= ELONG;
+        }
+        st.words += 1;
+        if caps {
+            st.caps_words += 1;
+        }
+        let s: &[u8] = if w.overflow { b"" } else { w.bytes() };
+        let mut squeezed_buf: [u8; MAX_WORD];
+        let mut text = s;
+        if w.nruns > 0 && !w.overflow && entry == NONE {
+            squeezed_buf = [0u8; MAX_WORD];
+            let sq = w.squeezed(&mut squeezed_buf);
+            let e = lexicon::find_bytes(sq);
+            if e != NONE {
+                entry = e;
+                text = sq;
+            }
+        }
+        if w.apostrophe && entry == NONE && text.contains(&b'\'') {
+            for part in text.split(|b| *b == b'\'').filter(|p| !p.is_empty()) {
+                let entry = lexicon::find_bytes(part);
+                st.add_evidence(entry, 1);
+                toks.push(Tok {
+                    entry,
+                    kind: Kind::Word,
+                    flags,
+                });
+                let i = toks.len() - 1;
+                ph.after_word(toks, st, i, part);
+            }
+        } else {
+            st.add_evidence(entry, 1);
+            toks.push(Tok {
+                entry,
+                kind: Kind::Word,
+                flags,
+            });
+            let i = toks.len() - 1;
+            ph.after_word(toks, st, i, text);
         }
     }
 }
@@ -329,9 +533,14 @@ impl Phrases {
 /// Appends the tokens of `text` to `toks` (cleared first) and returns the counts.
 pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
     toks.clear();
-    let mut st = Stats::default();
-    let mut w = Word::new();
-    let mut ph = Phrases::new();
+    let mut tk = Tokenizer {
+        toks,
+        st: Stats::default(),
+        ph: Phrases::new(),
+        words: [Word::new(), Word::new()],
+        cur: 0,
+        pending: None,
+    };
     for chunk in Chunks(text) {
         let b = chunk.as_bytes();
         if b[0] == b'@'
@@ -342,8 +551,9 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
             continue;
         }
         if let Some(e) = emoticon(chunk) {
-            ph.reset();
-            toks.push(Tok {
+            tk.settle();
+            tk.ph.reset();
+            tk.toks.push(Tok {
                 entry: e,
                 kind: Kind::Emoji,
                 flags: 0,
@@ -364,15 +574,11 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
                 if b.is_ascii_alphanumeric() {
                     // ASCII fast path: no decoding, no Unicode tables, no folding beyond
                     // lowercase.
-                    let upper = b.is_ascii_uppercase();
-                    if hashtag && upper && prev_lower {
-                        flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                    if hashtag && b.is_ascii_uppercase() && prev_lower {
+                        tk.flush(hashtag);
                     }
-                    prev_lower = b.is_ascii_lowercase();
-                    if b.is_ascii_alphabetic() {
-                        st.latin += 1;
-                    }
-                    w.push_ascii(b, upper);
+                    let w = &mut tk.words[tk.cur];
+                    at = w.push_ascii_run(bytes, at - 1, hashtag, &mut prev_lower, &mut tk.st);
                     continue;
                 }
                 b as char
@@ -383,84 +589,89 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
                     // Latin-1 letters (French accents): no Unicode tables.
                     let upper = c < '\u{df}';
                     if hashtag && upper && prev_lower {
-                        flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                        tk.flush(hashtag);
                     }
                     prev_lower = !upper;
-                    st.latin += 1;
+                    tk.st.latin += 1;
                     if norm::is_french_accent(c) {
-                        st.accents += 1;
+                        tk.st.accents += 1;
                     }
-                    w.push_latin1(c, upper);
+                    tk.word().push_latin1(c, upper);
                     continue;
                 }
                 if c.is_alphanumeric() {
                     if hashtag && c.is_uppercase() && prev_lower {
-                        flush(&mut w, hashtag, toks, &mut st, &mut ph);
+                        tk.flush(hashtag);
                     }
                     prev_lower = c.is_lowercase();
                     if c.is_alphabetic() {
                         if (c as u32) < 0x250 {
-                            st.latin += 1;
+                            tk.st.latin += 1;
                         } else {
-                            st.other_script += 1;
+                            tk.st.other_script += 1;
                         }
                         if norm::is_french_accent(c) {
-                            st.accents += 1;
+                            tk.st.accents += 1;
                         }
                     }
-                    w.push(c);
+                    tk.word().push(c);
                     continue;
                 }
                 c
             };
-            if matches!(c, '\'' | '\u{2019}') && !w.is_empty() && next_is_alphabetic(&body[at..]) {
-                w.push('\'');
+            if matches!(c, '\'' | '\u{2019}')
+                && !tk.word().is_empty()
+                && next_is_alphabetic(&body[at..])
+            {
+                tk.word().push('\'');
                 continue;
             }
             if norm::is_modifier(c) {
                 continue;
             }
-            flush(&mut w, hashtag, toks, &mut st, &mut ph);
+            tk.flush(hashtag);
             prev_lower = false;
             if norm::is_emoji(c) {
-                ph.reset();
+                tk.settle();
+                tk.ph.reset();
                 let mut k = [0u8; 4];
-                toks.push(Tok {
+                tk.toks.push(Tok {
                     entry: lexicon::find(c.encode_utf8(&mut k)),
                     kind: Kind::Emoji,
                     flags: 0,
                 });
-                st.ends_with_question = false;
+                tk.st.ends_with_question = false;
                 continue;
             }
             let brk = match c {
                 '!' => {
-                    st.bangs += 1;
-                    st.ends_with_question = false;
+                    tk.st.bangs += 1;
+                    tk.st.ends_with_question = false;
                     true
                 }
                 '?' => {
-                    st.questions += 1;
-                    st.ends_with_question = true;
+                    tk.st.questions += 1;
+                    tk.st.ends_with_question = true;
                     true
                 }
                 '.' | ';' => {
-                    st.ends_with_question = false;
+                    tk.st.ends_with_question = false;
                     true
                 }
                 ',' | ':' | '(' | ')' => true,
                 _ => false,
             };
             if brk {
-                ph.reset();
+                tk.settle();
+                tk.ph.reset();
                 if !matches!(
-                    toks.last(),
+                    tk.toks.last(),
                     Some(Tok {
                         kind: Kind::Break,
                         ..
                     }) | None
                 ) {
-                    toks.push(Tok {
+                    tk.toks.push(Tok {
                         entry: NONE,
                         kind: Kind::Break,
                         flags: 0,
@@ -468,9 +679,10 @@ pub(crate) fn tokenize(text: &str, toks: &mut Vec<Tok>) -> Stats {
                 }
             }
         }
-        flush(&mut w, hashtag, toks, &mut st, &mut ph);
+        tk.flush(hashtag);
     }
-    st
+    tk.settle();
+    tk.st
 }
 
 /// `str::split_whitespace` with an ASCII fast path (same chunks).
@@ -565,63 +777,6 @@ fn emoticon(chunk: &str) -> Option<u32> {
             None => return None,
         }
     }
-}
-
-/// Ends the current word: looks it up (the word as written but with elongations cut to two
-/// letters, then to one), and pushes it, or its apostrophe-separated parts when only those
-/// are known.
-fn flush(w: &mut Word, hashtag: bool, toks: &mut Vec<Tok>, st: &mut Stats, ph: &mut Phrases) {
-    w.finish();
-    if w.is_empty() {
-        w.clear();
-        return;
-    }
-    let caps = !hashtag && w.upper >= 2 && w.lower == 0;
-    let mut flags = if caps { CAPS } else { 0 };
-    if w.nruns > 0 {
-        flags |= ELONG;
-    }
-    st.words += 1;
-    if caps {
-        st.caps_words += 1;
-    }
-    let s: &[u8] = if w.overflow { b"" } else { w.bytes() };
-    let mut entry = if s.is_empty() {
-        NONE
-    } else {
-        lexicon::find_bytes(s)
-    };
-    let mut squeezed_buf: [u8; MAX_WORD];
-    let mut text = s;
-    if entry == NONE && w.nruns > 0 && !w.overflow {
-        squeezed_buf = [0u8; MAX_WORD];
-        let sq = w.squeezed(&mut squeezed_buf);
-        let e = lexicon::find_bytes(sq);
-        if e != NONE {
-            entry = e;
-            text = sq;
-        }
-    }
-    if entry == NONE && text.contains(&b'\'') {
-        for part in text.split(|b| *b == b'\'').filter(|p| !p.is_empty()) {
-            toks.push(Tok {
-                entry: lexicon::find_bytes(part),
-                kind: Kind::Word,
-                flags,
-            });
-            let i = toks.len() - 1;
-            ph.after_word(toks, i, part);
-        }
-    } else {
-        toks.push(Tok {
-            entry,
-            kind: Kind::Word,
-            flags,
-        });
-        let i = toks.len() - 1;
-        ph.after_word(toks, i, text);
-    }
-    w.clear();
 }
 
 #[cfg(test)]

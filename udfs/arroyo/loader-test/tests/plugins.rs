@@ -76,8 +76,8 @@ fn assert_varied<T: Ord>(name: &str, expected: &[Option<T>]) {
     );
 }
 
-/// Checks a TEXT → TEXT plugin on the batch (and on a slice of it, with an offset).
-fn check_utf8(crate_name: &str, f: impl Fn(&str) -> String) {
+/// Loads a plugin and checks it exports the synchronous UDF ABI (`__run`), not the async one.
+fn load_sync(crate_name: &str) -> Plugin {
     let plugin = Plugin::load(crate_name).unwrap();
     assert!(
         plugin.exports("__run"),
@@ -89,6 +89,12 @@ fn check_utf8(crate_name: &str, f: impl Fn(&str) -> String) {
         "{}: exports the async API",
         plugin.path().display()
     );
+    plugin
+}
+
+/// Checks a TEXT → TEXT plugin on the batch (and on a slice of it, with an offset).
+fn check_utf8(crate_name: &str, f: impl Fn(&str) -> String) {
+    let plugin = load_sync(crate_name);
 
     let texts = texts();
     let expected: Vec<Option<String>> = texts.iter().map(|t| t.as_deref().map(&f)).collect();
@@ -114,17 +120,7 @@ fn check_utf8(crate_name: &str, f: impl Fn(&str) -> String) {
 
 /// Checks a TEXT → DOUBLE plugin on the batch, bit for bit.
 fn check_f64(crate_name: &str, f: impl Fn(&str) -> f64) {
-    let plugin = Plugin::load(crate_name).unwrap();
-    assert!(
-        plugin.exports("__run"),
-        "{}: no __run",
-        plugin.path().display()
-    );
-    assert!(
-        !plugin.exports("__start"),
-        "{}: exports the async API",
-        plugin.path().display()
-    );
+    let plugin = load_sync(crate_name);
 
     let texts = texts();
     let expected: Vec<Option<f64>> = texts.iter().map(|t| t.as_deref().map(&f)).collect();
@@ -183,17 +179,7 @@ fn language_plugin_matches_the_library() {
 
 #[test]
 fn virality_plugin_matches_the_library() {
-    let plugin = Plugin::load("vigie-udf-virality").unwrap();
-    assert!(
-        plugin.exports("__run"),
-        "{}: no __run",
-        plugin.path().display()
-    );
-    assert!(
-        !plugin.exports("__start"),
-        "{}: exports the async API",
-        plugin.path().display()
-    );
+    let plugin = load_sync("vigie-udf-virality");
 
     // (likes, shares, replies, author_followers); None = NULL, negatives count as 0.
     type Row = [Option<i64>; 4];
