@@ -507,27 +507,33 @@ impl Tokenizer<'_> {
         }
         if w.apostrophe && entry == NONE && text.contains(&b'\'') {
             for part in text.split(|b| *b == b'\'').filter(|p| !p.is_empty()) {
-                let entry = lexicon::find_bytes(part);
-                st.add_evidence(entry, 1);
-                toks.push(Tok {
-                    entry,
-                    kind: Kind::Word,
-                    flags,
-                });
-                let i = toks.len() - 1;
-                ph.after_word(toks, st, i, part);
+                push_word(toks, st, ph, lexicon::find_bytes(part), flags, part);
             }
         } else {
-            st.add_evidence(entry, 1);
-            toks.push(Tok {
-                entry,
-                kind: Kind::Word,
-                flags,
-            });
-            let i = toks.len() - 1;
-            ph.after_word(toks, st, i, text);
+            push_word(toks, st, ph, entry, flags, text);
         }
     }
+}
+
+/// Pushes one word token (normalised text `text`), counting it as language evidence and
+/// letting the phrase tracker see it.
+#[inline]
+fn push_word(
+    toks: &mut Vec<Tok>,
+    st: &mut Stats,
+    ph: &mut Phrases,
+    entry: u32,
+    flags: u8,
+    text: &[u8],
+) {
+    st.add_evidence(entry, 1);
+    toks.push(Tok {
+        entry,
+        kind: Kind::Word,
+        flags,
+    });
+    let i = toks.len() - 1;
+    ph.after_word(toks, st, i, text);
 }
 
 /// Appends the tokens of `text` to `toks` (cleared first) and returns the counts.
