@@ -323,14 +323,12 @@ fn main() {
     };
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("lexicon.rs");
     let code = format!(
-        "/// Number of distinct keys.\npub(crate) const LEN: usize = {n};\n\n\
-         /// Keys longer than [`crate::norm::SHORT_KEY`] bytes, concatenated.\npub(crate) static LONG_KEYS: &str = {keys_concat:?};\n\n\
+        "/// Keys longer than [`crate::norm::SHORT_KEY`] bytes, concatenated.\npub(crate) static LONG_KEYS: &str = {keys_concat:?};\n\n\
          /// Distinct valences (index 0: none).\npub(crate) static VALUES: [f32; {nv}] = {values:?};\n\n\
          /// Distinct booster weights (index 0: none).\npub(crate) static BOOSTS: [f32; {nbo}] = {boosts:?};\n\n\
          /// Seed of [`crate::norm::key_hash`] for this table.\npub(crate) const SEED: u64 = {seed};\n\n\
          /// Displacement per bucket.\npub(crate) static DISPLACEMENTS: [{d_type}; {nb}] = {disps:?};\n\n\
          /// The table: one entry per slot ([`Entry::FREE`] for a free slot).\npub(crate) static SLOTS: [Entry; {ns}] = [\n{slots}];\n",
-        n = t.keys.len(),
         nv = values.len(),
         nbo = boosts.len(),
         seed = table.seed,

@@ -31,6 +31,17 @@ fn score(args: &[&str], input: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `vigie ARGS` (no stdin), asserts it fails, and returns its stderr.
+fn failing(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigie"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "vigie {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn score_reads_ndjson_and_plain_lines_and_answers_in_order() {
     let input = [
@@ -87,13 +98,7 @@ fn score_thresholds_are_configurable() {
 
 #[test]
 fn an_unknown_scorer_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigie"))
-        .args(["score", "--scorer", "magic"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failing(&["score", "--scorer", "magic"]);
     assert!(
         err.contains("lexicon") && err.contains("onnx:PATH"),
         "{err}"
@@ -158,18 +163,13 @@ mod onnx {
 
     #[test]
     fn a_missing_model_stops_vigie_run_with_a_clear_error() {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigie"))
-            .args([
-                "--clickhouse-url",
-                "http://127.0.0.1:9",
-                "run",
-                "--scorer",
-                "onnx:/nonexistent.onnx",
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = failing(&[
+            "--clickhouse-url",
+            "http://127.0.0.1:9",
+            "run",
+            "--scorer",
+            "onnx:/nonexistent.onnx",
+        ]);
         assert!(
             err.contains("scorer") && err.contains("nonexistent"),
             "{err}"

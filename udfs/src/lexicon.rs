@@ -134,8 +134,3 @@ pub(crate) fn entry(i: u32) -> &'static Entry {
 pub(crate) fn lang_flag(flag_en: u16, slot: usize) -> u16 {
     flag_en << slot
 }
-
-/// Number of distinct keys compiled in.
-pub fn len() -> usize {
-    LEN
-}

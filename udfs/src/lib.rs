@@ -4,15 +4,15 @@
 //! scores, which the dataflow relies on (a retraction re-scores to exactly the record it
 //! cancels). The dataflow and the Arroyo UDF plugins both call these functions.
 //!
-//! The lexicons are published resources (VADER, AFINN-165, the French AFINN, the Emoji
-//! Sentiment Ranking, optionally NRC EmoLex) plus vigie's curated entries, compiled into
+//! The lexicons are published resources (VADER, VADER-fr, AFINN-165, the French AFINN, the
+//! Emoji Sentiment Ranking, optionally NRC EmoLex) plus vigie's curated entries, compiled into
 //! one perfect-hash table at build time (`build.rs`, `lexicons/`); the rules are VADER's,
 //! made bilingual (`sentiment.rs`). Scoring allocates nothing per token.
 #![deny(missing_docs)]
 
 mod lang;
 mod lexicon;
-pub mod norm;
+mod norm;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 mod sentiment;
@@ -174,7 +174,7 @@ pub struct ScoreConfig {
 impl Default for ScoreConfig {
     fn default() -> Self {
         // Chosen by a grid search on the tune halves of eval/data and the public English
-        // sets (eval/README.md); the holdout halves were not used.
+        // sets (README.md, "Evaluation"); the holdout halves were not used.
         Self {
             neutral_band: 0.05,
             min_confidence: 0.3,
@@ -263,11 +263,6 @@ pub fn emotions(text: &str, lang: Lang) -> EmotionScores {
 /// Language, sentiment and emotions in one pass over the tokens.
 pub fn score(text: &str, cfg: &ScoreConfig) -> Scores {
     with_scorer(|s| s.score(text, cfg))
-}
-
-/// Number of distinct keys in the compiled lexicon (all languages, emoji, phrases).
-pub fn lexicon_size() -> usize {
-    lexicon::len()
 }
 
 /// Engagement counts of a mention; all optional on the wire, 0 when unknown.

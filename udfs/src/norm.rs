@@ -85,6 +85,7 @@ pub fn is_emoji(c: char) -> bool {
 /// Normalised form of a whole key (lexicon entries): every character folded, runs of three
 /// or more identical characters cut to two (as the tokenizer does first), whitespace
 /// collapsed to single spaces.
+#[cfg_attr(not(test), allow(dead_code))] // used by build.rs and the tokenizer's tests
 pub fn normalize_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     let mut last = '\0';
