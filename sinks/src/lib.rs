@@ -2,9 +2,10 @@
 //!
 //! [`clickhouse`] holds the schema (versioned migrations), the row types beside it, the
 //! batching writer with its retry classification, and the catalog of organisations, keys
-//! and sources. The webhook sink arrives with the alerts issue.
+//! and sources. [`alert`] is the alert every consumer sees (JSON and row).
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod clickhouse;
 pub mod metrics;
 

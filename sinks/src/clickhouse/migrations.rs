@@ -21,11 +21,18 @@ pub struct Migration {
 }
 
 /// Every migration this build knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "alerts",
+        sql: include_str!("../../migrations/0002_alerts.sql"),
+    },
+];
 
 /// The version a fully migrated database is at.
 pub fn latest_version() -> u32 {
@@ -45,6 +52,11 @@ impl Migration {
             })
             .filter(|s| !s.trim().is_empty() && s.trim() != ";")
     }
+}
+
+fn is_add_column(stmt: &str) -> bool {
+    let s = stmt.trim_start().to_ascii_uppercase();
+    s.starts_with("ALTER TABLE") && s.contains("ADD COLUMN")
 }
 
 /// Checks a database name is a plain identifier (it is spliced into DDL, never bound).
@@ -91,7 +103,13 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<MigrateReport, SinkError>
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         for stmt in m.statements() {
-            client.query(&stmt).execute().await?;
+            match client.query(&stmt).execute().await.map_err(SinkError::from) {
+                Ok(()) => {}
+                // 44: the column exists. 18.16 has no ADD COLUMN IF NOT EXISTS, so a
+                // migration interrupted after its ALTER is re-run this way.
+                Err(SinkError::Server { code: 44, .. }) if is_add_column(&stmt) => {}
+                Err(e) => return Err(e),
+            }
         }
         client
             .query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, now())")

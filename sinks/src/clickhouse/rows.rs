@@ -100,8 +100,14 @@ pub struct MentionRow {
     pub confidence: f64,
     /// Emotions present, strongest first.
     pub emotions: Vec<String>,
-    /// Virality in [0, 1].
+    /// Virality in [0, 100] (README, "Virality"); rises as later mentions join its story.
     pub virality_score: f64,
+    /// Keywords of its source that the text matched (folded), in the source's order.
+    pub keywords: Vec<String>,
+    /// Story it belongs to (hash of its normalised link, or of its normalised text).
+    pub story_id: u64,
+    /// Mentions of its story within an hour either side of it, itself included.
+    pub story_mentions_1h: u32,
     /// When the pipeline scored it (the ingest batch time), seconds since the epoch.
     pub analyzed_at: u32,
     /// Dataflow time that produced the row.
