@@ -44,6 +44,9 @@ pub fn mention_row(m: &Scored, version: u64) -> MentionRow {
         confidence: f64::from(m.confidence) / MICROS,
         emotions: m.emotion_names(),
         virality_score: f64::from(m.virality) / MICROS,
+        keywords: Vec::new(),
+        story_id: 0,
+        story_mentions_1h: 1,
         analyzed_at: (version / 1000) as u32,
         version,
     }
