@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use timely::dataflow::operators::probe::Probe;
 use timely::dataflow::operators::Input;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use vigie_pipeline::graph::score::ScoringSpec;
+use vigie_pipeline::graph::GraphSpec;
 use vigie_pipeline::graph::{build, Upsert};
 
 const N: usize = 100_000;
@@ -22,7 +22,7 @@ fn run_once() -> (Duration, Duration) {
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut input);
-            build(upserts, ScoringSpec::default())
+            build(upserts, GraphSpec::default())
                 .inner
                 .probe_with(&probe);
         });

@@ -37,6 +37,7 @@ pub fn mentions(n: usize, orgs: u128) -> Vec<(MentionKey, Option<MentionBody>)> 
                     replies: 1,
                     author_followers: 300,
                 },
+                keywords: Vec::new(),
             };
             (key, Some(body))
         })

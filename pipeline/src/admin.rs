@@ -1,10 +1,10 @@
-//! `vigie migrate`, `vigie org …`, `vigie source …`.
+//! `vigie migrate`, `vigie org …`, `vigie source …`, `vigie rules …`, `vigie webhook …`.
 
 use anyhow::Context;
 use serde_json::json;
 use vigie_sinks::clickhouse::{catalog, migrations, ClickHouseConfig};
 
-use crate::cli::{OrgCommand, SourceCommand};
+use crate::cli::{OrgCommand, RulesCommand, SourceCommand};
 use crate::domain::{Source, SourceType};
 
 /// `vigie migrate`.
@@ -107,6 +107,27 @@ pub async fn source(ch: &ClickHouseConfig, cmd: SourceCommand) -> anyhow::Result
                 ),
                 None => anyhow::bail!("organisation {org} has no source {id}"),
             }
+        }
+    }
+    Ok(())
+}
+
+/// `vigie rules …`.
+pub async fn rules(ch: &ClickHouseConfig, cmd: RulesCommand) -> anyhow::Result<()> {
+    let client = ch.client();
+    match cmd {
+        RulesCommand::Get { org } => {
+            let rules = crate::rules::load(&client, org).await?;
+            println!("{}", serde_json::to_string_pretty(&rules)?);
+        }
+        RulesCommand::Set { org, json } => {
+            if catalog::get_org(&client, org).await?.is_none() {
+                anyhow::bail!("no organisation {org}");
+            }
+            let rules = crate::rules::AlertRules::from_json(&json)
+                .map_err(|e| anyhow::anyhow!("invalid rules: {e}"))?;
+            crate::rules::store(&client, org, &rules).await?;
+            println!("{}", serde_json::to_string_pretty(&rules)?);
         }
     }
     Ok(())

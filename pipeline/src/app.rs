@@ -8,8 +8,10 @@ use vigie_sinks::clickhouse::{migrations, ClickHouseConfig};
 
 use crate::cli::RunSettings;
 use crate::ingest::registry::Registry;
+use crate::graph::GraphSpec;
 use crate::ingest::{serve, IngestState};
 use crate::metrics::Metrics;
+use crate::rules::RuleBook;
 use crate::runtime::{Dataflow, RuntimeConfig};
 use crate::sink::{self, SinkConfig};
 use crate::wal::Wal;
@@ -52,11 +54,30 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
 
+    anyhow::ensure!(
+        settings.lateness <= crate::graph::MAX_LATENESS,
+        "--allowed-lateness-secs must be at most {} (it must stay below the shortest window)",
+        crate::graph::MAX_LATENESS.as_secs()
+    );
     let metrics = Arc::new(Metrics::default());
+    let rules = Arc::new(RuleBook::default());
+    if let Err(e) = rules.reload(&ch.client()).await {
+        tracing::warn!(error = %e, "cannot load alert rules yet; using defaults until ClickHouse answers");
+    }
+    let rules_task = tokio::spawn(
+        rules
+            .clone()
+            .refresh_forever(ch.client(), settings.catalog_ttl),
+    );
     let runtime = RuntimeConfig {
         workers: settings.workers,
         wal_max_bytes: settings.wal_max_bytes,
-        scoring: settings.scoring.clone(),
+        graph: GraphSpec {
+            scoring: settings.scoring.clone(),
+            lateness: settings.lateness,
+            rules,
+            late: metrics.late_mentions.clone(),
+        },
         ..RuntimeConfig::default()
     };
     let (sink_tx, sink_rx) = mpsc::channel(runtime.channel_depth);
@@ -71,7 +92,14 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             &sink::progress_target(&ch),
         ),
     };
-    let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone(), committed_tx));
+    let publishers: Vec<sink::AlertPublisher> = Vec::new();
+    let sink_task = tokio::spawn(sink::run(
+        sink_cfg,
+        sink_rx,
+        metrics.clone(),
+        committed_tx,
+        publishers,
+    ));
     let (wal, replay) = Wal::open(&settings.data_dir.join("wal"), settings.wal_segment_bytes)
         .context("opening the write-ahead log")?;
     let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay, committed_rx);
@@ -99,7 +127,9 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         dataflow.join().await.map_err(|e| anyhow::anyhow!(e))?;
         sink_task.await.context("sink task")
     };
-    match tokio::time::timeout(settings.shutdown_timeout, drain).await {
+    let drained = tokio::time::timeout(settings.shutdown_timeout, drain).await;
+    rules_task.abort();
+    match drained {
         Ok(r) => {
             r?;
             tracing::info!("stopped cleanly");

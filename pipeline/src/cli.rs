@@ -65,6 +65,13 @@ pub enum Command {
     /// Manage an organisation's sources.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Show or change an organisation's alert rules (a running vigie applies a change
+    /// within its catalog TTL).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Manage an organisation's webhook endpoints.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Generate realistic synthetic mentions (to stdout, or posted to a running vigie).
     Gen(GenOpts),
     /// Post an NDJSON file of mentions to a running vigie, with a progress bar.
@@ -171,6 +178,84 @@ pub struct RunOpts {
     /// once ClickHouse has their effects) [default: 67108864]
     #[arg(long, env = "VIGIE_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// Allowed lateness of event times in seconds (at most 600): mentions older than the
+    /// newest event time minus this still count in trends but join no window [default: 300]
+    #[arg(long, env = "VIGIE_ALLOWED_LATENESS_SECS")]
+    pub allowed_lateness_secs: Option<u64>,
+}
+
+/// `vigie rules …`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print an organisation's alert rules as JSON (the defaults when none are stored).
+    Get {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+    },
+    /// Set an organisation's alert rules from a JSON document; fields left out take their
+    /// defaults (see README, "Alerts").
+    Set {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// The rules, e.g. '{"volume_spike": {"k": 2.5, "min_count": 50}}'.
+        #[arg(long)]
+        json: String,
+    },
+}
+
+/// `vigie webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook endpoint to an organisation.
+    Add {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// Endpoint URL (http or https).
+        #[arg(long)]
+        url: String,
+        /// Signing secret (generated when left out; printed once).
+        #[arg(long)]
+        secret: Option<String>,
+        /// Deliver only alerts at least this level: low, medium or critical.
+        #[arg(long, default_value = "low")]
+        min_level: vigie_sinks::alert::Level,
+        /// Deliver only these alert types (repeatable or comma-separated; all when left out).
+        #[arg(long = "type", value_delimiter = ',')]
+        types: Vec<vigie_sinks::alert::AlertType>,
+        /// Payload format: json, or slack (a Slack incoming-webhook message).
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Print {"webhook_id", "secret"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an organisation's webhook endpoints (secrets are not printed).
+    List {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+    },
+    /// Disable an endpoint.
+    Disable {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// Webhook id.
+        #[arg(long)]
+        id: Uuid,
+    },
+    /// Enable a disabled endpoint.
+    Enable {
+        /// Organisation id.
+        #[arg(long)]
+        org: Uuid,
+        /// Webhook id.
+        #[arg(long)]
+        id: Uuid,
+    },
 }
 
 /// `vigie org …`.
@@ -313,6 +398,8 @@ pub struct FileConfig {
     pub wal_max_bytes: Option<u64>,
     /// See `--wal-segment-bytes`.
     pub wal_segment_bytes: Option<u64>,
+    /// See `--allowed-lateness-secs`.
+    pub allowed_lateness_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -350,6 +437,8 @@ pub struct RunSettings {
     pub wal_segment_bytes: u64,
     /// How mentions are scored.
     pub scoring: crate::graph::score::ScoringSpec,
+    /// Allowed lateness of event times.
+    pub lateness: Duration,
 }
 
 impl GlobalOpts {
@@ -391,6 +480,11 @@ impl RunOpts {
         }
         RunSettings {
             scoring: self.scoring.spec(),
+            lateness: Duration::from_secs(
+                self.allowed_lateness_secs
+                    .or(file.allowed_lateness_secs)
+                    .unwrap_or(300),
+            ),
             listen: self
                 .listen
                 .or(file.listen)

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod post;
 pub mod replay;
+pub mod rules;
 pub mod runtime;
 pub mod scoring;
 pub mod sink;

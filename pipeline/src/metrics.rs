@@ -57,7 +57,7 @@ impl Histogram {
 const STATUSES: [u16; 10] = [202, 400, 401, 404, 405, 413, 415, 422, 500, 503];
 
 /// All metrics of a running vigie.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Metrics {
     /// Mentions accepted by ingest.
     pub mentions_accepted: AtomicU64,
@@ -81,6 +81,21 @@ pub struct Metrics {
     committed_time: AtomicU64,
     /// The ClickHouse writer's counters.
     pub sink: Arc<SinkMetrics>,
+    /// Mentions later than the allowed lateness (counted in trends, not in windows).
+    pub late_mentions: Arc<AtomicU64>,
+    /// Alerts raised (not counting replays of the write-ahead log).
+    pub alerts_raised: AtomicU64,
+    /// Time from an alert's dataflow time (the ingest epoch of the mention that raised it)
+    /// to its hand-off to webhooks and live streams.
+    pub alert_latency: Histogram,
+    /// Extra Prometheus text (the webhook dispatcher's and the live streams' metrics).
+    pub extra: std::sync::Mutex<Vec<Arc<dyn Fn() -> String + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
 impl Metrics {
@@ -200,7 +215,29 @@ impl Metrics {
             out,
             "# HELP vigie_dataflow_lag_seconds Dataflow time fed minus dataflow time written to ClickHouse.\n# TYPE vigie_dataflow_lag_seconds gauge\nvigie_dataflow_lag_seconds {lag}"
         );
+        counter(
+            &mut out,
+            "vigie_late_mentions_total",
+            "Mentions later than the allowed lateness: in trends, not in windows.",
+            self.late_mentions.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vigie_alerts_raised_total",
+            "Alerts raised.",
+            self.alerts_raised.load(Relaxed),
+        );
+        self.alert_latency.render(
+            &mut out,
+            "vigie_alert_latency_seconds",
+            "From the ingest epoch of the mention that raised an alert to its hand-off to webhooks and streams.",
+        );
         self.sink.render(&mut out);
+        if let Ok(extra) = self.extra.lock() {
+            for f in extra.iter() {
+                out.push_str(&f());
+            }
+        }
         out
     }
 }

@@ -21,8 +21,7 @@ use tracing::Instrument;
 
 use crate::graph::emit::{emit, SinkBatch};
 use crate::graph::records::{MentionBody, MentionKey};
-use crate::graph::score::ScoringSpec;
-use crate::graph::{build, Upsert};
+use crate::graph::{build, GraphSpec, Upsert};
 use crate::metrics::Metrics;
 use crate::wal::{LoggedEpoch, Wal};
 
@@ -31,8 +30,8 @@ use crate::wal::{LoggedEpoch, Wal};
 pub struct RuntimeConfig {
     /// Timely worker threads.
     pub workers: usize,
-    /// Scoring options.
-    pub scoring: ScoringSpec,
+    /// Scoring, lateness and alert rules.
+    pub graph: GraphSpec,
     /// An epoch closes after this long …
     pub epoch_max_wait: Duration,
     /// … or once it holds this many records.
@@ -47,7 +46,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             workers: 1,
-            scoring: ScoringSpec::default(),
+            graph: GraphSpec::default(),
             epoch_max_wait: Duration::from_millis(5),
             epoch_max_records: 50_000,
             channel_depth: 64,
@@ -109,7 +108,7 @@ impl Dataflow {
             receivers.push(Mutex::new(Some(rx)));
         }
         let receivers = Arc::new(receivers);
-        let scoring = cfg.scoring.clone();
+        let graph = cfg.graph.clone();
         let worker_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("timely".into())
@@ -122,7 +121,7 @@ impl Dataflow {
                         worker,
                         &mut rx,
                         sink.clone(),
-                        scoring.clone(),
+                        graph.clone(),
                         &worker_metrics,
                     );
                 })?;
@@ -156,7 +155,7 @@ fn run_worker(
     worker: &mut timely::worker::Worker,
     rx: &mut mpsc::Receiver<Epoch>,
     sink: mpsc::Sender<SinkBatch>,
-    scoring: ScoringSpec,
+    graph: GraphSpec,
     metrics: &Metrics,
 ) {
     let index = worker.index();
@@ -165,7 +164,7 @@ fn run_worker(
     worker.dataflow::<u64, _, _>(|scope| {
         use timely::dataflow::operators::Input;
         let upserts = scope.input_from(&mut input);
-        let changes = build(upserts, scoring.clone());
+        let changes = build(upserts, graph.clone());
         let changes =
             differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
         emit(changes, index, sink);

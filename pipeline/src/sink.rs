@@ -12,13 +12,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
+use vigie_sinks::alert::{AlertEvent, AlertRow, AlertType, KeyKind, Level};
 use vigie_sinks::clickhouse::rows::{MentionRef, MentionRow, TrendRow};
 use vigie_sinks::clickhouse::writer::BatchWriter;
 use vigie_sinks::clickhouse::{ClickHouseConfig, SinkError};
 
 use crate::graph::emit::SinkBatch;
-use crate::graph::records::{Change, Scored, Sums, TrendKey, MICROS};
+use crate::graph::alerts::key_string;
+use crate::graph::records::{AlertKey, AlertRecord, Change, Scored, Sums, TrendKey, WindowKey, MICROS};
 use crate::graph::score::lang_str;
 use crate::metrics::Metrics;
 
@@ -44,9 +47,8 @@ pub fn mention_row(m: &Scored, version: u64) -> MentionRow {
         confidence: f64::from(m.confidence) / MICROS,
         emotions: m.emotion_names(),
         virality_score: f64::from(m.virality) / MICROS,
-        keywords: Vec::new(),
-        story_id: 0,
-        story_mentions_1h: 1,
+        keywords: m.body.keywords.clone(),
+        story_id: m.story,
         analyzed_at: (version / 1000) as u32,
         version,
     }
@@ -80,6 +82,37 @@ pub fn trend_row(k: &TrendKey, s: &Sums, version: u64) -> TrendRow {
     }
 }
 
+/// The event (webhook and stream payload) of an alert raised at dataflow time `version`.
+pub fn alert_event(a: &AlertRecord, version: u64) -> AlertEvent {
+    let at = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let (key_kind, keyword) = match &a.key {
+        AlertKey::Window(WindowKey::Org) => (KeyKind::Org, None),
+        AlertKey::Window(WindowKey::Source(_)) => (KeyKind::Source, None),
+        AlertKey::Window(WindowKey::Keyword(k)) => (KeyKind::Keyword, Some(k.clone())),
+        AlertKey::Story(_) => (KeyKind::Story, None),
+    };
+    AlertEvent {
+        id: a.id,
+        org_id: a.org,
+        kind: AlertType::from_code(a.kind).unwrap_or(AlertType::VolumeSpike),
+        level: Level::from_code(a.level).unwrap_or(Level::Low),
+        status: "NEW".to_string(),
+        message: a.message.clone(),
+        key_kind,
+        key: key_string(a.org, &a.key),
+        source_id: a.source,
+        keyword,
+        observed: a.observed as f64 / 1000.0,
+        baseline: a.baseline as f64 / 1000.0,
+        threshold: a.threshold as f64 / 1000.0,
+        window_start: at(a.window_start),
+        window_end: at(a.window_end),
+        mention_ids: a.mention_ids.clone(),
+        created_at: at((version / 1000) as i64),
+        version,
+    }
+}
+
 /// Rows and deletions one batch of changes stands for.
 #[derive(Debug, Default, PartialEq)]
 pub struct Writes {
@@ -89,6 +122,8 @@ pub struct Writes {
     pub deletions: Vec<MentionRef>,
     /// Trend rows to write.
     pub trends: Vec<TrendRow>,
+    /// Alerts raised.
+    pub alerts: Vec<AlertEvent>,
 }
 
 /// Interprets one consolidated batch of changes at `time`.
@@ -113,6 +148,8 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
             Change::Trend(k, _) => {
                 trend_old.insert(*k);
             }
+            Change::Alert(a) if *diff > 0 => out.alerts.push(alert_event(a, time)),
+            Change::Alert(_) => {}
         }
     }
     out.deletions = retracted
@@ -170,6 +207,9 @@ pub fn progress_target(cfg: &ClickHouseConfig) -> String {
     format!("{}/{}", cfg.url.trim_end_matches('/'), cfg.database).replace(' ', "%20")
 }
 
+/// Where raised alerts are handed (webhook dispatcher, live streams); must not block.
+pub type AlertPublisher = Arc<dyn Fn(Arc<AlertEvent>) + Send + Sync>;
+
 /// Consumes the graph's batches until the channel closes, then flushes everything.
 ///
 /// After each flush, every dataflow time below the minimum of the workers'
@@ -180,8 +220,15 @@ pub async fn run(
     mut rx: mpsc::Receiver<SinkBatch>,
     metrics: Arc<Metrics>,
     committed: watch::Sender<u64>,
+    publishers: Vec<AlertPublisher>,
 ) {
     let ch = &cfg.clickhouse;
+    let mut alerts = BatchWriter::<AlertRow>::new(
+        ch,
+        "alerts",
+        metrics.sink.clone(),
+        cfg.dead_letter_dir.clone(),
+    );
     let mut mentions = BatchWriter::<MentionRow>::new(
         ch,
         "mentions",
@@ -226,8 +273,30 @@ pub async fn run(
                 trends.push(r);
             }
             deletions.extend(w.deletions);
+            for a in w.alerts {
+                let a = Arc::new(a);
+                metrics
+                    .alerts_raised
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                metrics
+                    .alert_latency
+                    .observe(Duration::from_millis(now_ms.saturating_sub(a.version)));
+                // Pushed before the row is written: consumers dedupe on the id, and a crash
+                // before the write re-raises the same alert from the write-ahead log.
+                for p in &publishers {
+                    p(a.clone());
+                }
+                alerts.push(a.row());
+            }
         }
-        let must_flush = closed || mentions.due() || trends.due() || !deletions.is_empty();
+        let must_flush = closed
+            || mentions.due()
+            || trends.due()
+            || !deletions.is_empty()
+            || !alerts.is_empty();
         if must_flush {
             let started = Instant::now();
             // Mention rows first, so a deletion never precedes the insert it removes.
@@ -237,9 +306,10 @@ pub async fn run(
                 deletions.clear();
             }
             report(trends.flush().await);
+            report(alerts.flush().await);
             metrics.sink_batch_latency.observe(started.elapsed());
         }
-        if mentions.is_empty() && trends.is_empty() && deletions.is_empty() {
+        if mentions.is_empty() && trends.is_empty() && deletions.is_empty() && alerts.is_empty() {
             let done = complete.iter().copied().min().unwrap_or(0);
             metrics.set_committed_time(done);
             let advanced = committed.send_if_modified(|c| {

@@ -378,6 +378,7 @@ mod tests {
             author: "@a".into(),
             url: "https://e.com".into(),
             engagement: Engagement::default(),
+            keywords: Vec::new(),
         }
     }
 

@@ -7,8 +7,6 @@ ALTER TABLE mentions ADD COLUMN keywords Array(String)
 ;
 ALTER TABLE mentions ADD COLUMN story_id UInt64
 ;
-ALTER TABLE mentions ADD COLUMN story_mentions_1h UInt32
-;
 CREATE TABLE IF NOT EXISTS alerts (
     org_id        UUID,
     id            UUID,

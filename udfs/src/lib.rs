@@ -17,6 +17,7 @@ mod norm;
 pub mod onnx;
 mod sentiment;
 mod text;
+pub mod virality;
 
 /// Detected language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -278,14 +279,10 @@ pub struct Engagement {
     pub author_followers: u64,
 }
 
-/// Virality in [0, 1]: a saturating function of weighted engagement (shares weigh most)
-/// and of the author's reach (log of followers); 0 when everything is 0; monotone
-/// non-decreasing in each input.
+/// The engagement component of virality in [0, 1] ([`virality::engagement_score`]): what a
+/// mention's virality is before its story's velocity is known (the Arroyo `virality` UDF).
 pub fn virality(e: &Engagement) -> f64 {
-    let engagement = 3.0 * e.shares as f64 + 1.5 * e.replies as f64 + e.likes as f64;
-    let interaction = 1.0 - (-engagement / 200.0).exp();
-    let reach = ((e.author_followers as f64).ln_1p() / 1e7f64.ln_1p()).min(1.0);
-    (0.8 * interaction + 0.2 * reach).clamp(0.0, 1.0)
+    virality::engagement_score(e)
 }
 
 #[cfg(test)]
@@ -452,7 +449,7 @@ mod tests {
                 likes: k * 10,
                 shares: k,
                 replies: k,
-                author_followers: k * 1000,
+                author_followers: 1000,
             });
             assert!(v >= prev && (0.0..=1.0).contains(&v));
             prev = v;

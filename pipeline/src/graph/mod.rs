@@ -1,13 +1,29 @@
-//! The dataflow graph: upserted mentions → score → trends → sinks.
+//! The dataflow graph:
+//!
+//! ```text
+//! upserts ─▶ mentions ─▶ score ─▶ virality ─┬─▶ trends ──────────────┐
+//!                                           ├─▶ windows ─▶ alerts ───┼─▶ sinks
+//!                                           └────────────(mentions)──┘
+//! ```
 //!
 //! Stages are functions over collections, one per file; this module only wires them.
 //! The dataflow time is the ingest epoch (milliseconds since the epoch, strictly
-//! increasing); event time (`created_at`) is data and decides buckets.
+//! increasing); event time (`created_at`) is data and decides buckets and windows.
 
+pub mod alerts;
 pub mod emit;
+pub mod ordered;
 pub mod records;
 pub mod score;
 pub mod trends;
+pub mod virality;
+pub mod windows;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::rules::RuleBook;
 
 use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
@@ -19,14 +35,51 @@ use records::{Change, MentionBody, MentionKey};
 /// One input record: the mention's new body, or `None` to delete it, at a dataflow time.
 pub type Upsert = (MentionKey, Option<MentionBody>, u64);
 
-/// Builds the graph over a stream of upserts and returns every change for the sinks.
+/// Largest allowed lateness: it must stay below the shortest window
+/// ([`crate::rules::MIN_WINDOW_MINUTES`]) and the hour the virality stage relies on.
+pub const MAX_LATENESS: Duration = Duration::from_secs(10 * 60);
+
+/// Everything the graph needs besides its input.
+#[derive(Debug, Clone)]
+pub struct GraphSpec {
+    /// How mentions are scored.
+    pub scoring: score::ScoringSpec,
+    /// Allowed lateness of event times (at most [`MAX_LATENESS`]).
+    pub lateness: Duration,
+    /// Alert rules per organisation.
+    pub rules: Arc<RuleBook>,
+    /// Counts mentions later than the allowed lateness.
+    pub late: Arc<AtomicU64>,
+}
+
+impl Default for GraphSpec {
+    fn default() -> Self {
+        Self {
+            scoring: score::ScoringSpec::default(),
+            lateness: Duration::from_secs(5 * 60),
+            rules: Arc::new(RuleBook::default()),
+            late: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The graph's stages' outputs.
+pub struct Stages<'s> {
+    /// Scored mentions with their final virality.
+    pub mentions: VecCollection<'s, u64, records::Scored>,
+    /// Trend rows' accumulated sums.
+    pub trends: VecCollection<'s, u64, (records::TrendKey, records::Sums)>,
+    /// Windows whose spike or dip condition holds.
+    pub firings: VecCollection<'s, u64, records::Firing>,
+    /// Raised alerts.
+    pub alerts: VecCollection<'s, u64, records::AlertRecord>,
+}
+
+/// Builds every stage over a stream of upserts.
 ///
 /// Upserts make ingest idempotent: re-posting a mention with the same id and body changes
 /// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
-pub fn build<'s>(
-    upserts: Stream<'s, u64, Vec<Upsert>>,
-    scoring: score::ScoringSpec,
-) -> VecCollection<'s, u64, Change> {
+pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Stages<'s> {
     let mentions = arrange_from_upsert::<
         ValBuilder<MentionKey, MentionBody, u64, isize>,
         ValSpine<MentionKey, MentionBody, u64, isize>,
@@ -35,12 +88,46 @@ pub fn build<'s>(
     >(upserts, "Mentions")
     .as_collection(|k, v| (*k, v.clone()));
 
-    let scored = score::score(mentions, scoring);
+    let lateness_us = spec.lateness.min(MAX_LATENESS).as_micros() as i64;
+    let scored = score::score(mentions, spec.scoring);
+    let scored = virality::virality(
+        scored,
+        virality::ViralitySpec {
+            lateness_us,
+            late: spec.late,
+        },
+    );
     let trends = trends::trends(scored.clone());
+    let firings = windows::windows(
+        scored.clone(),
+        windows::WindowSpec {
+            lateness_us,
+            rules: spec.rules.clone(),
+        },
+    );
+    let alerts = alerts::alerts(
+        firings.clone(),
+        scored.clone(),
+        alerts::AlertSpec { rules: spec.rules },
+    );
+    Stages {
+        mentions: scored,
+        trends,
+        firings,
+        alerts,
+    }
+}
 
-    scored
+/// Builds the graph over a stream of upserts and returns every change for the sinks.
+pub fn build<'s>(
+    upserts: Stream<'s, u64, Vec<Upsert>>,
+    spec: GraphSpec,
+) -> VecCollection<'s, u64, Change> {
+    let s = stages(upserts, spec);
+    s.mentions
         .map(Change::Mention)
-        .concat(trends.map(|(k, s)| Change::Trend(k, s)))
+        .concat(s.trends.map(|(k, s)| Change::Trend(k, s)))
+        .concat(s.alerts.map(Change::Alert))
 }
 
 /// Convenience for tests: the scope type the graph runs in.

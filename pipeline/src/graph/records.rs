@@ -44,6 +44,9 @@ pub struct MentionBody {
     pub url: String,
     /// Engagement numbers.
     pub engagement: Engagement,
+    /// Keywords of the source the text matched, as the source spells them (decided at
+    /// ingest from the source's keywords then, so a replay matches the same ones).
+    pub keywords: Vec<String>,
 }
 
 /// Fixed-point scale of scores: 1.0 is 1_000_000.
@@ -53,6 +56,15 @@ pub const MICROS: f64 = 1_000_000.0;
 pub fn to_micros(x: f64) -> i32 {
     if x.is_finite() {
         (x.clamp(-1.0, 1.0) * MICROS).round() as i32
+    } else {
+        0
+    }
+}
+
+/// Virality in [0, 100] as micro-units.
+pub fn virality_micros(v: f64) -> i32 {
+    if v.is_finite() {
+        (v.clamp(0.0, 100.0) * MICROS).round() as i32
     } else {
         0
     }
@@ -75,11 +87,37 @@ pub struct Scored {
     pub confidence: i32,
     /// Emotion weights in thousandths, indexed like `vigie_udfs::Emotion::ALL`.
     pub emotions: [u16; 8],
-    /// Virality, micro-units.
+    /// Story (`vigie_udfs::virality::story_key`).
+    pub story: u64,
+    /// Velocity of the story around this mention, thousandths (0 until the virality stage).
+    pub velocity: u16,
+    /// Virality in [0, 100], micro-units (quantised to tenths of a point).
     pub virality: i32,
 }
 
 impl Scored {
+    /// The engagement component of its virality, in [0, 1].
+    pub fn engagement_score(&self) -> f64 {
+        let e = &self.body.engagement;
+        vigie_udfs::virality::engagement_score(&vigie_udfs::Engagement {
+            likes: e.likes,
+            shares: e.shares,
+            replies: e.replies,
+            author_followers: e.author_followers,
+        })
+    }
+
+    /// The same mention with the given story velocity (thousandths) and the virality it
+    /// implies.
+    pub fn with_velocity(mut self, velocity: u16) -> Scored {
+        self.velocity = velocity;
+        self.virality = virality_micros(vigie_udfs::virality::combine(
+            self.engagement_score(),
+            velocity,
+        ));
+        self
+    }
+
     /// Event time in whole seconds.
     pub fn created_at_secs(&self) -> i64 {
         self.body.created_at_us.div_euclid(1_000_000)
@@ -222,6 +260,92 @@ impl Multiply<isize> for Sums {
     }
 }
 
+/// What a window rule or an alert is about, inside one organisation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum WindowKey {
+    /// The whole organisation.
+    Org,
+    /// One source.
+    Source(Uuid),
+    /// One keyword (as the source spells it).
+    Keyword(String),
+}
+
+/// Window rules.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum WindowRule {
+    /// Volume spike.
+    Spike,
+    /// Sentiment dip.
+    Dip,
+}
+
+/// A window whose rule condition holds, with its numbers (the windows stage's output: the
+/// set of such windows, maintained incrementally).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Firing {
+    /// Organisation.
+    pub org: Uuid,
+    /// Rule whose condition holds.
+    pub rule: WindowRule,
+    /// What is counted.
+    pub key: WindowKey,
+    /// Window end (exclusive), seconds since the epoch, on a minute boundary.
+    pub end: i64,
+    /// Window length, seconds.
+    pub length: i64,
+    /// Observed value, thousandths (mentions, or negative share).
+    pub observed: i64,
+    /// Baseline, thousandths (hourly mean, or baseline negative share).
+    pub baseline: i64,
+    /// Threshold the observation crossed, thousandths.
+    pub threshold: i64,
+    /// Some of the counted mentions, newest first.
+    pub sample: Vec<Uuid>,
+}
+
+/// An alert raised by the graph (never retracted: an alert, once raised, stays).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Deterministic id of (organisation, rule, key, window).
+    pub id: Uuid,
+    /// Organisation.
+    pub org: Uuid,
+    /// `vigie_sinks::alert::AlertType` code.
+    pub kind: i8,
+    /// `vigie_sinks::alert::Level` code.
+    pub level: i8,
+    /// What it is about.
+    pub key: AlertKey,
+    /// Source concerned, if one.
+    pub source: Option<Uuid>,
+    /// Observed value, thousandths.
+    pub observed: i64,
+    /// Baseline, thousandths.
+    pub baseline: i64,
+    /// Threshold, thousandths.
+    pub threshold: i64,
+    /// Event-time window start, seconds.
+    pub window_start: i64,
+    /// Event-time window end (exclusive), seconds.
+    pub window_end: i64,
+    /// Triggering mentions.
+    pub mention_ids: Vec<Uuid>,
+    /// Human-readable summary.
+    pub message: String,
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlertKey {
+    /// A window key.
+    Window(WindowKey),
+    /// A story.
+    Story(u64),
+}
+
 /// What the graph hands to the sinks.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Change {
@@ -229,4 +353,6 @@ pub enum Change {
     Mention(Scored),
     /// The accumulated sums of a trend row (+1 current value, -1 previous value).
     Trend(TrendKey, Sums),
+    /// A raised alert (+1 only).
+    Alert(AlertRecord),
 }

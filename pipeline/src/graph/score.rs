@@ -37,13 +37,7 @@ pub fn score_one(key: MentionKey, body: MentionBody, cfg: &ScoreConfig) -> Score
 
 /// The scored record of a mention, from its scores.
 pub fn scored(key: MentionKey, body: MentionBody, s: &Scores) -> Scored {
-    let e = &body.engagement;
-    let virality = vigie_udfs::virality(&vigie_udfs::Engagement {
-        likes: e.likes,
-        shares: e.shares,
-        replies: e.replies,
-        author_followers: e.author_followers,
-    });
+    let story = vigie_udfs::virality::story_key(&body.text);
     Scored {
         key,
         lang: match s.lang {
@@ -58,9 +52,12 @@ pub fn scored(key: MentionKey, body: MentionBody, s: &Scores) -> Scored {
             .emotions
             .0
             .map(|w| (w.clamp(0.0, 1.0) * 1000.0).round() as u16),
-        virality: to_micros(virality),
+        story,
+        velocity: 0,
+        virality: 0,
         body,
     }
+    .with_velocity(0)
 }
 
 /// Language code of [`Scored::lang`] as a string.

@@ -245,6 +245,7 @@ where
                 tracing::warn!(error = %e, "source lookup failed");
                 IngestError::Unavailable("cannot check sources: ClickHouse is unreachable")
             })?;
+        let (state_of_source, keywords) = state_of_source;
         let reason = match state_of_source {
             SourceState::Active => None,
             SourceState::Inactive => Some("source is disabled"),
@@ -262,7 +263,14 @@ where
             c.id.filter(|_| !state.ignore_client_ids)
                 .unwrap_or_else(Uuid::new_v4);
         ids.push(id);
-        upserts.push((MentionKey { org, id }, Some(c.body)));
+        let mut body = c.body;
+        // Matched now, against the source's keywords of now: the log then replays the
+        // same matches whatever the source's keywords become.
+        body.keywords = vigie_udfs::virality::matched_keywords(&body.text, &keywords)
+            .into_iter()
+            .map(|i| keywords[i].clone())
+            .collect();
+        upserts.push((MentionKey { org, id }, Some(body)));
     }
     rejections.sort_by_key(|r| r.index);
     let rejected = rejections.len();

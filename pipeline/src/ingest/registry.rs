@@ -7,6 +7,7 @@
 //! request: ingest keeps accepting into the write-ahead log through an outage.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
@@ -30,7 +31,17 @@ pub struct Registry {
     ttl: Duration,
     negative_ttl: Duration,
     keys: RwLock<HashMap<String, (Option<Uuid>, Instant)>>,
-    sources: RwLock<HashMap<(Uuid, Uuid), (SourceState, Instant)>>,
+    sources: RwLock<HashMap<(Uuid, Uuid), SourceEntry>>,
+}
+
+/// A cached source: its state and keywords.
+type SourceEntry = (SourceState, Keywords, Instant);
+
+/// A source's keywords, shared.
+pub type Keywords = Arc<[String]>;
+
+fn no_keywords() -> Keywords {
+    Arc::from(Vec::<String>::new())
 }
 
 impl Registry {
@@ -76,22 +87,32 @@ impl Registry {
         Ok(org)
     }
 
-    /// Whether `source` exists in `org` and is active.
-    pub async fn source(&self, org: Uuid, source: Uuid) -> Result<SourceState, SinkError> {
-        let cached = self.sources.read().await.get(&(org, source)).copied();
-        if let Some((state, at)) = cached {
-            if self.fresh(state != SourceState::Unknown, at) {
-                return Ok(state);
+    /// Whether `source` exists in `org` and is active, and its keywords.
+    pub async fn source(
+        &self,
+        org: Uuid,
+        source: Uuid,
+    ) -> Result<(SourceState, Keywords), SinkError> {
+        let cached = self.sources.read().await.get(&(org, source)).cloned();
+        if let Some((state, keywords, at)) = &cached {
+            if self.fresh(*state != SourceState::Unknown, *at) {
+                return Ok((*state, keywords.clone()));
             }
         }
-        let state = match catalog::get_source(&self.client, org, source).await {
-            Ok(Some(row)) if row.is_active == 1 => SourceState::Active,
-            Ok(Some(_)) => SourceState::Inactive,
-            Ok(None) => SourceState::Unknown,
+        let (state, keywords) = match catalog::get_source(&self.client, org, source).await {
+            Ok(Some(row)) => (
+                if row.is_active == 1 {
+                    SourceState::Active
+                } else {
+                    SourceState::Inactive
+                },
+                Keywords::from(row.keywords),
+            ),
+            Ok(None) => (SourceState::Unknown, no_keywords()),
             Err(e) => match cached {
-                Some((state, _)) => {
+                Some((state, keywords, _)) => {
                     tracing::debug!(error = %e, "ClickHouse unreachable; serving a cached source");
-                    return Ok(state);
+                    return Ok((state, keywords));
                 }
                 None => return Err(e),
             },
@@ -100,7 +121,7 @@ impl Registry {
         if sources.len() > 1_000_000 {
             sources.clear();
         }
-        sources.insert((org, source), (state, Instant::now()));
-        Ok(state)
+        sources.insert((org, source), (state, keywords.clone(), Instant::now()));
+        Ok((state, keywords))
     }
 }

@@ -177,6 +177,7 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
             author: author.to_string(),
             url: url.to_string(),
             engagement,
+            keywords: Vec::new(),
         },
     })
 }

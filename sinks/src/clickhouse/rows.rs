@@ -106,8 +106,6 @@ pub struct MentionRow {
     pub keywords: Vec<String>,
     /// Story it belongs to (hash of its normalised link, or of its normalised text).
     pub story_id: u64,
-    /// Mentions of its story within an hour either side of it, itself included.
-    pub story_mentions_1h: u32,
     /// When the pipeline scored it (the ingest batch time), seconds since the epoch.
     pub analyzed_at: u32,
     /// Dataflow time that produced the row.

@@ -1,0 +1,106 @@
+//! The shape of vigie's stateful event-time stages (virality, windows, alerts): a timely
+//! operator that applies each dataflow time's consolidated changes, in time order, to state
+//! it owns, and emits the differences of its output at that same time.
+//!
+//! Why not `reduce`: these stages keep *event-time* state (stories, minute and hour counts)
+//! whose horizon moves with a watermark computed from the data, and evict what falls behind
+//! it. DD's arrangements would keep every key forever unless fed retractions; here the
+//! stage owns its memory and drops what can no longer change (DESIGN.md, "two clocks").
+//!
+//! Records reach the stage already partitioned by organisation (the mention arrangement
+//! exchanges by `MentionKey`, whose hash is the organisation's), so the pact is `Pipeline`
+//! and every organisation's state lives on one worker.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::{AsCollection, Data, VecCollection};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+
+/// Applies `logic(time, changes, out)` to every dataflow time's consolidated changes in
+/// time order, once the input frontier has passed it; `out` holds the output's
+/// differences at that time.
+pub fn ordered<'s, D, O, L>(
+    input: VecCollection<'s, u64, D>,
+    name: &str,
+    mut logic: L,
+) -> VecCollection<'s, u64, O>
+where
+    D: Data,
+    O: Data,
+    L: FnMut(u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
+{
+    let mut stash: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> = BTreeMap::new();
+    input
+        .inner
+        .unary_frontier(Pipeline, name, move |_, _| {
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let Some(least) = cap.retain_least(0) else {
+                        return;
+                    };
+                    for (d, t, r) in data.drain(..) {
+                        stash
+                            .entry(t)
+                            .or_insert_with(|| (least.delayed(&t), Vec::new()))
+                            .1
+                            .push((d, r));
+                    }
+                });
+                while let Some(entry) = stash.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (time, (cap, mut changes)) = entry.remove_entry();
+                    consolidate(&mut changes);
+                    let mut out = Vec::new();
+                    logic(time, changes, &mut out);
+                    consolidate(&mut out);
+                    if !out.is_empty() {
+                        output
+                            .session(&cap)
+                            .give_iterator(out.into_iter().map(|(o, r)| (o, time, r)));
+                    }
+                }
+            }
+        })
+        .as_collection()
+}
+
+/// Minute index of a time in microseconds since the epoch.
+pub fn minute_of_us(t_us: i64) -> i64 {
+    t_us.div_euclid(60_000_000)
+}
+
+/// Per-organisation event clock: the largest event time seen and the allowed lateness.
+/// A change is *late* when its event time is below `max − lateness` as it stood before the
+/// dataflow time that carries it (so the order of records inside one time never matters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventClock {
+    max_us: Option<i64>,
+}
+
+impl EventClock {
+    /// The watermark (µs) for a lateness (µs): `max − lateness`, or `i64::MIN` before any
+    /// data.
+    pub fn watermark(&self, lateness_us: i64) -> i64 {
+        self.max_us.map_or(i64::MIN, |m| m - lateness_us)
+    }
+
+    /// Whether a change at `t_us` is late.
+    pub fn is_late(&self, t_us: i64, lateness_us: i64) -> bool {
+        t_us < self.watermark(lateness_us)
+    }
+
+    /// Notes an inserted record's event time.
+    pub fn observe(&mut self, t_us: i64) {
+        self.max_us = Some(self.max_us.map_or(t_us, |m| m.max(t_us)));
+    }
+
+    /// The largest event time seen.
+    pub fn max_us(&self) -> Option<i64> {
+        self.max_us
+    }
+}

@@ -1,0 +1,304 @@
+//! Virality stage: each mention's story velocity, maintained incrementally in event time.
+//!
+//! A mention's velocity comes from its story's *heat*: the story's on-time mentions per
+//! minute within an hour either side of the mention's minute, weighted by
+//! `vigie_udfs::virality::heat_weight` (time decay), compared with its organisation's usual
+//! volume (the mean hourly count of the 24 hours that end an hour before the mention's
+//! hour). Virality is the noisy-OR of that velocity and the mention's engagement
+//! (`vigie_udfs::virality`). When later mentions join a story, the earlier ones' velocity
+//! and virality rise and the stage emits their updated records: that is what can turn an
+//! old mention into a critical alert.
+//!
+//! Event time and lateness (per organisation; see [`super::ordered::EventClock`]):
+//! - a mention inserted on time (event time ≥ watermark) joins its story; one inserted
+//!   late keeps engagement-only virality, is counted in `vigie_late_mentions_total`, and
+//!   still counts in trends;
+//! - a retraction applies to the story counts only when on time;
+//! - a re-post that keeps the event time and story (new engagement numbers, typically)
+//!   is an in-place update: its velocity stays, its virality follows the new engagement;
+//! - with lateness below an hour, a member's organisation rate is final when it joins,
+//!   and its heat is final once the watermark is an hour past its minute. It is then
+//!   *frozen* (its velocity is kept, if non-zero, so a later update or retraction of the
+//!   mention reproduces it), and its minute's counts are dropped an hour later. State
+//!   therefore spans about two hours of event time per organisation, whatever the history.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use uuid::Uuid;
+use vigie_udfs::virality::{heat_weight, velocity, HEAT_HORIZON_MINUTES};
+
+use super::ordered::{minute_of_us, ordered, EventClock};
+use super::records::Scored;
+
+/// Options of the virality stage.
+#[derive(Debug, Clone)]
+pub struct ViralitySpec {
+    /// Allowed lateness, microseconds.
+    pub lateness_us: i64,
+    /// Counts mentions inserted later than the allowed lateness.
+    pub late: Arc<AtomicU64>,
+}
+
+const H: i64 = HEAT_HORIZON_MINUTES as i64;
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Mean hourly count of the 24 hours `[hour − 25, hour − 1)`.
+pub fn org_rate(hours: &BTreeMap<i64, u32>, hour: i64) -> f64 {
+    let n: u64 = hours
+        .range(hour - 25..hour - 1)
+        .map(|(_, c)| u64::from(*c))
+        .sum();
+    n as f64 / 24.0
+}
+
+/// Heat (thousandths) of a story's minute `x` from its per-minute counts.
+pub fn heat(minutes: &BTreeMap<i64, u32>, x: i64) -> u64 {
+    minutes
+        .range(x - H..=x + H)
+        .map(|(y, c)| u64::from(*c) * u64::from(heat_weight((x - y).unsigned_abs() as u32)))
+        .sum()
+}
+
+#[derive(Debug)]
+struct Member {
+    /// The record as currently emitted.
+    rec: Scored,
+    minute: i64,
+    rate: f64,
+}
+
+#[derive(Debug, Default)]
+struct Story {
+    minutes: BTreeMap<i64, u32>,
+    live: BTreeMap<i64, Vec<Uuid>>,
+}
+
+#[derive(Debug, Default)]
+struct Org {
+    clock: EventClock,
+    hours: BTreeMap<i64, u32>,
+    stories: HashMap<u64, Story>,
+    members: HashMap<Uuid, Member>,
+    to_freeze: BTreeMap<i64, Vec<Uuid>>,
+    to_drop: BTreeMap<i64, Vec<u64>>,
+    /// Velocity of frozen members (non-zero only).
+    frozen: HashMap<Uuid, u16>,
+}
+
+fn dec(map: &mut BTreeMap<i64, u32>, k: i64) {
+    if let Some(c) = map.get_mut(&k) {
+        *c -= 1;
+        if *c == 0 {
+            map.remove(&k);
+        }
+    }
+}
+
+impl Org {
+    fn retract(&mut self, o: &Scored, lateness: i64, affected: &mut BTreeSet<(u64, i64)>) -> Scored {
+        let id = o.key.id;
+        if let Some(m) = self.members.remove(&id) {
+            let story = self.stories.entry(m.rec.story).or_default();
+            if let Some(ids) = story.live.get_mut(&m.minute) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    story.live.remove(&m.minute);
+                }
+            }
+            if !self.clock.is_late(o.body.created_at_us, lateness) {
+                dec(&mut story.minutes, m.minute);
+                dec(&mut self.hours, o.body.created_at_us.div_euclid(HOUR_US));
+                affected.insert((m.rec.story, m.minute));
+            }
+            m.rec
+        } else {
+            let v = self.frozen.remove(&id).unwrap_or(0);
+            o.clone().with_velocity(v)
+        }
+    }
+}
+
+/// Per-worker state of the stage.
+#[derive(Debug, Default)]
+struct State {
+    orgs: HashMap<Uuid, Org>,
+}
+
+impl State {
+    fn apply(&mut self, changes: Vec<(Scored, isize)>, spec: &ViralitySpec, out: &mut Vec<(Scored, isize)>) {
+        let lateness = spec.lateness_us;
+        let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, (Option<Scored>, Option<Scored>)>> =
+            BTreeMap::new();
+        for (rec, diff) in changes {
+            let slot = by_org.entry(rec.key.org).or_default().entry(rec.key.id).or_default();
+            if diff < 0 {
+                slot.0 = Some(rec);
+            } else {
+                slot.1 = Some(rec);
+            }
+        }
+        for (org_id, keys) in by_org {
+            let org = self.orgs.entry(org_id).or_default();
+            let mut affected = BTreeSet::new();
+            let mut fresh = BTreeSet::new();
+            let mut seen = Vec::new();
+            for (id, (old, new)) in keys {
+                match (old, new) {
+                    (Some(o), Some(n))
+                        if o.body.created_at_us == n.body.created_at_us && o.story == n.story =>
+                    {
+                        // In place: same window membership, new engagement.
+                        let (prev, v) = match org.members.get(&id) {
+                            Some(m) => (m.rec.clone(), m.rec.velocity),
+                            None => {
+                                let v = org.frozen.get(&id).copied().unwrap_or(0);
+                                (o.with_velocity(v), v)
+                            }
+                        };
+                        let next = n.with_velocity(v);
+                        out.push((prev, -1));
+                        out.push((next.clone(), 1));
+                        if let Some(m) = org.members.get_mut(&id) {
+                            m.rec = next;
+                        }
+                    }
+                    (old, new) => {
+                        if let Some(o) = old {
+                            out.push((org.retract(&o, lateness, &mut affected), -1));
+                        }
+                        if let Some(n) = new {
+                            let t = n.body.created_at_us;
+                            seen.push(t);
+                            if org.clock.is_late(t, lateness) {
+                                spec.late.fetch_add(1, Ordering::Relaxed);
+                                out.push((n.with_velocity(0), 1));
+                                continue;
+                            }
+                            let minute = minute_of_us(t);
+                            let hour = t.div_euclid(HOUR_US);
+                            let rate = org_rate(&org.hours, hour);
+                            *org.hours.entry(hour).or_default() += 1;
+                            let story = org.stories.entry(n.story).or_default();
+                            *story.minutes.entry(minute).or_default() += 1;
+                            story.live.entry(minute).or_default().push(id);
+                            org.to_freeze.entry(minute).or_default().push(id);
+                            org.to_drop.entry(minute).or_default().push(n.story);
+                            affected.insert((n.story, minute));
+                            fresh.insert(id);
+                            org.members.insert(id, Member { rec: n, minute, rate });
+                        }
+                    }
+                }
+            }
+            for t in seen {
+                org.clock.observe(t);
+            }
+            // Re-evaluate every live member within the heat horizon of a changed minute.
+            let mut last_story = None;
+            let mut minutes: BTreeSet<i64> = BTreeSet::new();
+            let mut flush = |story_id: u64, minutes: &mut BTreeSet<i64>, org: &mut Org| {
+                let Some(story) = org.stories.get(&story_id) else {
+                    minutes.clear();
+                    return;
+                };
+                for x in std::mem::take(minutes) {
+                    let Some(ids) = story.live.get(&x) else {
+                        continue;
+                    };
+                    let h = heat(&story.minutes, x);
+                    for id in ids {
+                        let Some(m) = org.members.get_mut(id) else {
+                            continue;
+                        };
+                        let v = velocity(h, m.rate);
+                        if fresh.contains(id) {
+                            m.rec = m.rec.clone().with_velocity(v);
+                            out.push((m.rec.clone(), 1));
+                        } else if v != m.rec.velocity {
+                            out.push((m.rec.clone(), -1));
+                            m.rec = m.rec.clone().with_velocity(v);
+                            out.push((m.rec.clone(), 1));
+                        }
+                    }
+                }
+            };
+            for (story_id, m) in affected {
+                if last_story.is_some_and(|s| s != story_id) {
+                    flush(last_story.unwrap_or_default(), &mut minutes, org);
+                }
+                last_story = Some(story_id);
+                if let Some(story) = org.stories.get(&story_id) {
+                    minutes.extend(story.live.range(m - H..=m + H).map(|(x, _)| *x));
+                }
+            }
+            if let Some(s) = last_story {
+                flush(s, &mut minutes, org);
+            }
+            org.evict(lateness);
+        }
+    }
+}
+
+impl Org {
+    /// Freezes members an hour behind the watermark and drops counts two hours behind.
+    fn evict(&mut self, lateness: i64) {
+        if self.clock.max_us().is_none() {
+            return;
+        }
+        let wm = self.clock.watermark(lateness);
+        let wm_min = minute_of_us(wm);
+        while let Some(entry) = self.to_freeze.first_entry() {
+            if *entry.key() >= wm_min - H {
+                break;
+            }
+            let (minute, ids) = entry.remove_entry();
+            for id in ids {
+                let Some(m) = self.members.get(&id) else {
+                    continue;
+                };
+                if m.minute != minute {
+                    continue;
+                }
+                let m = self.members.remove(&id).expect("present");
+                if m.rec.velocity > 0 {
+                    self.frozen.insert(id, m.rec.velocity);
+                }
+                if let Some(story) = self.stories.get_mut(&m.rec.story) {
+                    story.live.remove(&minute);
+                }
+            }
+        }
+        while let Some(entry) = self.to_drop.first_entry() {
+            if *entry.key() >= wm_min - 2 * H {
+                break;
+            }
+            let (minute, stories) = entry.remove_entry();
+            for s in stories {
+                if let Some(story) = self.stories.get_mut(&s) {
+                    story.minutes.remove(&minute);
+                    story.live.remove(&minute);
+                    if story.minutes.is_empty() && story.live.is_empty() {
+                        self.stories.remove(&s);
+                    }
+                }
+            }
+        }
+        let keep_from = wm.div_euclid(HOUR_US) - 25;
+        self.hours = self.hours.split_off(&keep_from);
+    }
+}
+
+/// The virality stage: scored mentions (engagement-only virality) → the same mentions with
+/// their story velocity and final virality, updated as their stories grow.
+pub fn virality<'s>(
+    scored: VecCollection<'s, u64, Scored>,
+    spec: ViralitySpec,
+) -> VecCollection<'s, u64, Scored> {
+    let mut state = State::default();
+    ordered(scored, "Virality", move |_time, changes, out| {
+        state.apply(changes, &spec, out)
+    })
+}

@@ -1,0 +1,384 @@
+//! Windows stage: sliding event-time windows per organisation, source and keyword, and the
+//! windows in which a volume-spike or sentiment-dip condition holds.
+//!
+//! A window ends on a minute boundary `e` and covers the `window_minutes` minutes before
+//! it (default 60). Its *baseline* is the `baseline_hours` clock hours (default 24) that end
+//! at the start of the hour in which the window starts, so the two never overlap.
+//! - spike: `count ≥ min_count` and `count > mean + k·σ` of the baseline's hourly counts;
+//! - dip: `count ≥ min_count`, baseline count ≥ `min_count`, and the window's negative
+//!   share exceeds the baseline's by more than `min_rise`.
+//!
+//! The output is the set of windows whose condition holds, with their numbers, kept up to
+//! date as data arrives (a retraction can remove a window from the set). Windows are
+//! evaluated up to the minute of the organisation's newest event, eagerly: the window that
+//! holds the newest mention is evaluated as soon as that mention is processed, so an alert
+//! needs no window to close first.
+//!
+//! Event time: changes are classified late or on time exactly as in the virality stage;
+//! late ones are left out of every window. With lateness below the shortest window, a
+//! window is final once the watermark passes its end, and a baseline hour never changes
+//! after the windows that use it are evaluated; state older than the longest window plus
+//! the longest baseline behind the watermark is dropped, as are final windows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use uuid::Uuid;
+
+use super::ordered::{minute_of_us, ordered, EventClock};
+use super::records::{Firing, MentionKey, Scored, WindowKey, WindowRule};
+use crate::rules::{AlertRules, RuleBook, MAX_BASELINE_HOURS, MAX_WINDOW_MINUTES};
+
+/// What the windows stage needs of a mention.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct WinRec {
+    /// Identity.
+    pub key: MentionKey,
+    /// Event time, µs.
+    pub t_us: i64,
+    /// Source.
+    pub source: Uuid,
+    /// Matched keywords.
+    pub keywords: Vec<String>,
+    /// Whether its sentiment is negative.
+    pub negative: bool,
+}
+
+impl WinRec {
+    /// The projection of a scored mention (virality changes do not reach this stage).
+    pub fn of(s: &Scored) -> WinRec {
+        WinRec {
+            key: s.key,
+            t_us: s.body.created_at_us,
+            source: s.body.source,
+            keywords: s.body.keywords.clone(),
+            negative: s.label < 0,
+        }
+    }
+
+    /// The keys it counts under: the organisation, its source, each keyword.
+    pub fn window_keys(&self) -> Vec<WindowKey> {
+        let mut keys = Vec::with_capacity(2 + self.keywords.len());
+        keys.push(WindowKey::Org);
+        keys.push(WindowKey::Source(self.source));
+        let mut kws: Vec<&String> = self.keywords.iter().collect();
+        kws.sort();
+        kws.dedup();
+        keys.extend(kws.into_iter().map(|k| WindowKey::Keyword(k.clone())));
+        keys
+    }
+}
+
+/// Options of the windows stage.
+#[derive(Debug, Clone)]
+pub struct WindowSpec {
+    /// Allowed lateness, microseconds.
+    pub lateness_us: i64,
+    /// Rules per organisation.
+    pub rules: Arc<RuleBook>,
+}
+
+/// Mentions kept per minute as alert samples.
+const SAMPLES_PER_MINUTE: usize = 5;
+
+/// Per-key counts.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// (mentions, negative) per minute index.
+    pub minutes: BTreeMap<i64, (u32, u32)>,
+    /// (mentions, negative) per hour index.
+    pub hours: BTreeMap<i64, (u32, u32)>,
+    /// Newest counted mentions per minute.
+    recent: BTreeMap<i64, Vec<(i64, Uuid)>>,
+}
+
+fn bump(map: &mut BTreeMap<i64, (u32, u32)>, k: i64, neg: bool, add: bool) {
+    let e = map.entry(k).or_default();
+    if add {
+        e.0 += 1;
+        e.1 += u32::from(neg);
+    } else {
+        e.0 = e.0.saturating_sub(1);
+        e.1 = e.1.saturating_sub(u32::from(neg));
+    }
+    if e.0 == 0 {
+        map.remove(&k);
+    }
+}
+
+impl Counts {
+    /// Counts (`add`) or uncounts a mention.
+    pub fn apply(&mut self, r: &WinRec, add: bool) {
+        let minute = minute_of_us(r.t_us);
+        bump(&mut self.minutes, minute, r.negative, add);
+        bump(&mut self.hours, minute.div_euclid(60), r.negative, add);
+        let recent = self.recent.entry(minute).or_default();
+        if add {
+            recent.push((r.t_us, r.key.id));
+            recent.sort_by(|a, b| b.cmp(a));
+            recent.truncate(SAMPLES_PER_MINUTE);
+        } else {
+            recent.retain(|(_, id)| *id != r.key.id);
+        }
+        if recent.is_empty() {
+            self.recent.remove(&minute);
+        }
+    }
+
+    /// Mentions and negative mentions in minutes `[from, to)`.
+    pub fn window(&self, from: i64, to: i64) -> (u64, u64) {
+        self.minutes
+            .range(from..to)
+            .fold((0, 0), |(n, g), (_, (a, b))| (n + u64::from(*a), g + u64::from(*b)))
+    }
+
+    /// Hourly (mentions, negative) of the `hours` hours before hour index `end`.
+    pub fn baseline(&self, end: i64, hours: u32) -> Vec<(u64, u64)> {
+        (end - i64::from(hours)..end)
+            .map(|h| {
+                self.hours
+                    .get(&h)
+                    .map_or((0, 0), |(a, b)| (u64::from(*a), u64::from(*b)))
+            })
+            .collect()
+    }
+}
+
+/// Evaluates both rules on the window of `counts` ending at minute `end`: the firings.
+pub fn evaluate(
+    org: Uuid,
+    key: &WindowKey,
+    counts: &Counts,
+    end: i64,
+    rules: &AlertRules,
+) -> Vec<Firing> {
+    let w = i64::from(rules.window_minutes);
+    let (n, neg) = counts.window(end - w, end);
+    let mut out = Vec::new();
+    if n == 0 {
+        return out;
+    }
+    let base_end = (end - w).div_euclid(60);
+    let base = counts.baseline(base_end, rules.baseline_hours);
+    let hours = base.len() as f64;
+    let mean = base.iter().map(|(a, _)| *a as f64).sum::<f64>() / hours;
+    let var = base
+        .iter()
+        .map(|(a, _)| (*a as f64 - mean).powi(2))
+        .sum::<f64>()
+        / hours;
+    let sigma = var.sqrt();
+    let milli = |x: f64| (x * 1000.0).round() as i64;
+    let sample = || -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        for (_, recent) in counts.recent.range(end - w..end).rev() {
+            for (_, id) in recent {
+                if ids.len() < SAMPLES_PER_MINUTE {
+                    ids.push(*id);
+                }
+            }
+        }
+        ids
+    };
+    let spike = &rules.volume_spike;
+    let threshold = mean + spike.k * sigma;
+    if spike.enabled && n >= u64::from(spike.min_count) && n as f64 > threshold {
+        out.push(Firing {
+            org,
+            rule: WindowRule::Spike,
+            key: key.clone(),
+            end: end * 60,
+            length: w * 60,
+            observed: milli(n as f64),
+            baseline: milli(mean),
+            threshold: milli(threshold),
+            sample: sample(),
+        });
+    }
+    let dip = &rules.sentiment_dip;
+    let base_n: u64 = base.iter().map(|(a, _)| a).sum();
+    let base_neg: u64 = base.iter().map(|(_, b)| b).sum();
+    if dip.enabled && n >= u64::from(dip.min_count) && base_n >= u64::from(dip.min_count) {
+        let share = neg as f64 / n as f64;
+        let base_share = base_neg as f64 / base_n as f64;
+        if share - base_share > dip.min_rise {
+            out.push(Firing {
+                org,
+                rule: WindowRule::Dip,
+                key: key.clone(),
+                end: end * 60,
+                length: w * 60,
+                observed: milli(share),
+                baseline: milli(base_share),
+                threshold: milli(base_share + dip.min_rise),
+                sample: sample(),
+            });
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default)]
+struct Org {
+    clock: EventClock,
+    keys: BTreeMap<WindowKey, Counts>,
+    counted: HashMap<Uuid, WinRec>,
+    counted_by_minute: BTreeMap<i64, Vec<Uuid>>,
+    firing: BTreeMap<(WindowRule, WindowKey, i64), Firing>,
+    /// Windows are evaluated up to this end minute (exclusive end of the newest minute).
+    evaluated_to: Option<i64>,
+}
+
+impl Org {
+    fn count(&mut self, r: &WinRec, add: bool, affected: &mut BTreeSet<(WindowKey, i64)>) {
+        let minute = minute_of_us(r.t_us);
+        for k in r.window_keys() {
+            let c = self.keys.entry(k.clone()).or_default();
+            c.apply(r, add);
+            if c.minutes.is_empty() && c.hours.is_empty() {
+                self.keys.remove(&k);
+            }
+            affected.insert((k, minute));
+        }
+        if add {
+            self.counted.insert(r.key.id, r.clone());
+            self.counted_by_minute.entry(minute).or_default().push(r.key.id);
+        } else {
+            self.counted.remove(&r.key.id);
+        }
+    }
+
+    fn set(&mut self, org: Uuid, key: &WindowKey, end: i64, rules: &AlertRules, out: &mut Vec<(Firing, isize)>) {
+        let now = self
+            .keys
+            .get(key)
+            .map(|c| evaluate(org, key, c, end, rules))
+            .unwrap_or_default();
+        for rule in [WindowRule::Spike, WindowRule::Dip] {
+            let new = now.iter().find(|f| f.rule == rule);
+            let slot = (rule, key.clone(), end);
+            let old = self.firing.get(&slot);
+            if old == new {
+                continue;
+            }
+            if let Some(o) = self.firing.remove(&slot) {
+                out.push((o, -1));
+            }
+            if let Some(n) = new {
+                out.push((n.clone(), 1));
+                self.firing.insert(slot, n.clone());
+            }
+        }
+    }
+
+    fn evict(&mut self, lateness: i64) {
+        if self.clock.max_us().is_none() {
+            return;
+        }
+        let wm_min = minute_of_us(self.clock.watermark(lateness));
+        // Final windows: their end is at or behind the watermark.
+        self.firing.retain(|(_, _, end), _| *end > wm_min);
+        let keep_minutes = wm_min - i64::from(MAX_WINDOW_MINUTES) - 1;
+        let keep_hours = keep_minutes.div_euclid(60) - i64::from(MAX_BASELINE_HOURS) - 1;
+        self.keys.retain(|_, c| {
+            c.minutes = c.minutes.split_off(&keep_minutes);
+            c.recent = c.recent.split_off(&keep_minutes);
+            c.hours = c.hours.split_off(&keep_hours);
+            !(c.minutes.is_empty() && c.hours.is_empty())
+        });
+        while let Some(entry) = self.counted_by_minute.first_entry() {
+            if *entry.key() >= wm_min - 1 {
+                break;
+            }
+            for id in entry.remove() {
+                self.counted.remove(&id);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    orgs: HashMap<Uuid, Org>,
+}
+
+impl State {
+    fn apply(&mut self, changes: Vec<(WinRec, isize)>, spec: &WindowSpec, out: &mut Vec<(Firing, isize)>) {
+        let lateness = spec.lateness_us;
+        let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, (Option<WinRec>, Option<WinRec>)>> =
+            BTreeMap::new();
+        for (rec, diff) in changes {
+            let slot = by_org.entry(rec.key.org).or_default().entry(rec.key.id).or_default();
+            if diff < 0 {
+                slot.0 = Some(rec);
+            } else {
+                slot.1 = Some(rec);
+            }
+        }
+        for (org_id, keys) in by_org {
+            let rules = spec.rules.get(org_id);
+            let org = self.orgs.entry(org_id).or_default();
+            let mut affected = BTreeSet::new();
+            let mut seen = Vec::new();
+            for (id, (old, new)) in keys {
+                if let Some(o) = old {
+                    let counted = org.counted.get(&id) == Some(&o);
+                    if counted && !org.clock.is_late(o.t_us, lateness) {
+                        org.count(&o, false, &mut affected);
+                    } else {
+                        // Late: the window keeps it (a ghost), but it can't be retracted twice.
+                        org.counted.remove(&id);
+                    }
+                }
+                if let Some(n) = new {
+                    seen.push(n.t_us);
+                    if !org.clock.is_late(n.t_us, lateness) {
+                        org.count(&n, true, &mut affected);
+                    }
+                }
+            }
+            for t in seen {
+                org.clock.observe(t);
+            }
+            let Some(max) = org.clock.max_us() else {
+                continue;
+            };
+            let top = minute_of_us(max) + 1;
+            let w = i64::from(rules.window_minutes);
+            let mut to_eval: BTreeSet<(WindowKey, i64)> = BTreeSet::new();
+            for (k, m) in affected {
+                for e in m + 1..=(m + w).min(top) {
+                    to_eval.insert((k.clone(), e));
+                }
+            }
+            // The newest minute moved on: windows ending between the previous top and up
+            // to one window length after it still hold older data, and have not been
+            // evaluated yet (windows further on hold only this time's data: `affected`).
+            if let Some(e0) = org.evaluated_to.filter(|e0| *e0 < top) {
+                for k in org.keys.keys() {
+                    for e in e0 + 1..=(e0 + w).min(top) {
+                        to_eval.insert((k.clone(), e));
+                    }
+                }
+            }
+            org.evaluated_to = Some(org.evaluated_to.map_or(top, |e0| e0.max(top)));
+            for (k, e) in to_eval {
+                org.set(org_id, &k, e, &rules, out);
+            }
+            org.evict(lateness);
+        }
+    }
+}
+
+/// The windows stage: final scored mentions → the set of windows whose spike or dip
+/// condition holds.
+pub fn windows<'s>(
+    scored: VecCollection<'s, u64, Scored>,
+    spec: WindowSpec,
+) -> VecCollection<'s, u64, Firing> {
+    let mut state = State::default();
+    ordered(scored.map(|s| WinRec::of(&s)), "Windows", move |_time, changes, out| {
+        state.apply(changes, &spec, out)
+    })
+}

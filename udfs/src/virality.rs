@@ -1,0 +1,278 @@
+//! Virality: the pure parts. The dataflow (`pipeline/src/graph/virality.rs`) keeps the
+//! stories and windows; these functions say what a mention's score is given them.
+//!
+//! `virality = 100 · (1 − (1 − engagement) · (1 − velocity))`, a noisy-OR of two signals
+//! in [0, 1], so either one alone can make a mention viral and both together more so:
+//! - **engagement** ([`engagement_score`]): interactions (shares weigh 3, replies 1.5,
+//!   likes 1), as an absolute amount and relative to the author's reach (followers);
+//! - **velocity** ([`velocity`]): how fast the mention's *story* ([`story_key`]) spreads
+//!   around it, relative to the organisation's usual volume. The story's mentions within an
+//!   hour either side count with a time decay ([`heat_weight`]): fully within 15 minutes,
+//!   then halving every 15 minutes.
+//!
+//! Everything that feeds a stored value is integer or quantised, so an incremental
+//! computation and a batch recomputation agree bit for bit.
+
+use crate::norm::{fold, Folded};
+use crate::Engagement;
+
+/// Interactions, weighted: shares 3, replies 1.5, likes 1.
+fn interactions(e: &Engagement) -> f64 {
+    3.0 * e.shares as f64 + 1.5 * e.replies as f64 + e.likes as f64
+}
+
+/// Engagement component in [0, 1]: 0 when there is none; rises with interactions and
+/// with interactions per follower (an account of 100 followers whose post gets 50 shares
+/// is more viral than a celebrity's post with the same 50). Monotone non-decreasing in
+/// likes, shares and replies; non-increasing in followers.
+pub fn engagement_score(e: &Engagement) -> f64 {
+    let i = interactions(e);
+    let absolute = 1.0 - (-i / 200.0).exp();
+    let rate = i / (e.author_followers as f64 + 50.0);
+    let relative = 1.0 - (-rate / 0.05).exp();
+    (0.6 * absolute + 0.4 * relative).clamp(0.0, 1.0)
+}
+
+/// Weight (in thousandths) with which a story mention `minutes` away (either side) counts
+/// in a mention's story heat: 1000 up to 15 minutes, then halving every 15 minutes, 0
+/// beyond an hour.
+pub const fn heat_weight(minutes: u32) -> u32 {
+    HEAT_WEIGHTS_OR_ZERO[if minutes as usize > HEAT_HORIZON_MINUTES {
+        HEAT_HORIZON_MINUTES + 1
+    } else {
+        minutes as usize
+    }]
+}
+
+/// How far (minutes, either side) story mentions count.
+pub const HEAT_HORIZON_MINUTES: usize = 60;
+
+const HEAT_WEIGHTS_OR_ZERO: [u32; HEAT_HORIZON_MINUTES + 2] = {
+    // round(1000 · 2^(−(d − 15)/15)) for d in 16..=60, precomputed (const fn has no powf).
+    const TAIL: [u32; 45] = [
+        955, 912, 871, 831, 794, 758, 724, 691, 660, 630, 602, 574, 548, 524, 500, 477, 456,
+        435, 416, 397, 379, 362, 345, 330, 315, 301, 287, 274, 262, 250, 239, 228, 218, 208,
+        198, 189, 181, 173, 165, 157, 150, 144, 137, 131, 125,
+    ];
+    let mut w = [0u32; HEAT_HORIZON_MINUTES + 2];
+    let mut d = 0;
+    while d <= HEAT_HORIZON_MINUTES {
+        w[d] = if d <= 15 { 1000 } else { TAIL[d - 16] };
+        d += 1;
+    }
+    w
+};
+
+/// Velocity component in [0, 1] from a story's heat (thousandths of a mention, see
+/// [`heat_weight`]) and the organisation's usual volume (mentions per hour).
+///
+/// A story is expected to have `1 + rate/100` mentions around any of its mentions; the
+/// velocity is `log2(heat / expected) / 7`, so a lone mention scores 0 and a story 128
+/// times hotter than expected scores 1. Quantised to thousandths.
+pub fn velocity(heat_milli: u64, org_rate_per_hour: f64) -> u16 {
+    let heat = heat_milli as f64 / 1000.0;
+    let expected = 1.0 + org_rate_per_hour.max(0.0) / 100.0;
+    let v = ((heat / expected).log2() / 7.0).clamp(0.0, 1.0);
+    (v * 1000.0).round() as u16
+}
+
+/// Virality in [0, 100], quantised to tenths: noisy-OR of engagement and velocity
+/// (thousandths). Quantising keeps a growing story from rewriting its mentions on every
+/// new one: a stored value changes only when it moves by a tenth of a point.
+pub fn combine(engagement: f64, velocity_milli: u16) -> f64 {
+    let v = f64::from(velocity_milli.min(1000)) / 1000.0;
+    let e = engagement.clamp(0.0, 1.0);
+    let score = 100.0 * (1.0 - (1.0 - e) * (1.0 - v));
+    (score * 10.0).round() / 10.0
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (story ids are stored).
+fn fnv(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The link a text shares, normalised: host lowercased without `www.`, no scheme, query,
+/// fragment or trailing slash. `None` when the text has no http(s) link.
+pub fn shared_link(text: &str) -> Option<String> {
+    let start = text.find("https://").or_else(|| text.find("http://"))?;
+    let rest = &text[start..];
+    let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']'))
+        .unwrap_or(rest.len());
+    let link = &rest[..end];
+    let link = link.split(['?', '#']).next().unwrap_or(link);
+    let (host, path) = link.split_once('/').unwrap_or((link, ""));
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host);
+    if host.is_empty() {
+        return None;
+    }
+    let path = path.trim_end_matches(['/', '.', ',', '!', '?', ';', ':']);
+    Some(if path.is_empty() {
+        host.to_string()
+    } else {
+        format!("{host}/{path}")
+    })
+}
+
+/// The words of a text as keyword and story matching see them: folded (lowercase, no
+/// accents), letters and digits only; `#tags` keep their word, `@handles`, links and a
+/// leading `RT` are dropped.
+pub fn match_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for raw in text.split_whitespace() {
+        if raw.starts_with('@') || raw.contains("://") || raw.starts_with("www.") {
+            continue;
+        }
+        let mut word = String::new();
+        let mut flush = |word: &mut String| {
+            if !word.is_empty() {
+                words.push(std::mem::take(word));
+            }
+        };
+        for c in raw.chars() {
+            match fold(c) {
+                Folded::One(a) if a.is_alphanumeric() => word.push(a),
+                Folded::Two(a, b) if a.is_alphanumeric() => {
+                    word.push(a);
+                    word.push(b);
+                }
+                // Apostrophes and hyphens split words ("l'acme", "acme-corp").
+                _ => flush(&mut word),
+            }
+        }
+        flush(&mut word);
+    }
+    if words.first().is_some_and(|w| w == "rt") {
+        words.remove(0);
+    }
+    words
+}
+
+/// The story a mention belongs to: the link it shares when it has one, otherwise its
+/// normalised text (first 30 words), so retweets, copies and syndicated posts of the same
+/// thing group together. A stable 64-bit hash.
+pub fn story_key(text: &str) -> u64 {
+    if let Some(link) = shared_link(text) {
+        return fnv(link.into_bytes(), 0x6c69_6e6b);
+    }
+    let words = match_words(text);
+    if words.is_empty() {
+        return fnv(text.trim().bytes(), 0x7261_7720);
+    }
+    let mut bytes = Vec::new();
+    for w in words.iter().take(30) {
+        bytes.extend_from_slice(w.as_bytes());
+        bytes.push(b' ');
+    }
+    fnv(bytes, 0x7465_7874)
+}
+
+/// Which of `keywords` a text mentions: a keyword matches when its words (folded the same
+/// way) appear consecutively among the text's words; `#acme` matches `acme`. Indices into
+/// `keywords`, in order.
+pub fn matched_keywords(text: &str, keywords: &[String]) -> Vec<usize> {
+    if keywords.is_empty() {
+        return Vec::new();
+    }
+    let words = match_words(text);
+    keywords
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| {
+            let kw = match_words(k);
+            !kw.is_empty() && words.windows(kw.len()).any(|w| w == kw.as_slice())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heat_weights_decay_by_half_every_quarter_hour() {
+        assert_eq!(heat_weight(0), 1000);
+        assert_eq!(heat_weight(15), 1000);
+        assert_eq!(heat_weight(30), 500);
+        assert_eq!(heat_weight(45), 250);
+        assert_eq!(heat_weight(60), 125);
+        assert_eq!(heat_weight(61), 0);
+        for d in 16..=60u32 {
+            let exact = 1000.0 * 2f64.powf(-(f64::from(d) - 15.0) / 15.0);
+            assert_eq!(heat_weight(d), exact.round() as u32, "minute {d}");
+            assert!(heat_weight(d) < heat_weight(d - 1));
+        }
+    }
+
+    #[test]
+    fn engagement_rises_with_interactions_and_falls_with_reach() {
+        let base = Engagement::default();
+        assert_eq!(engagement_score(&base), 0.0);
+        let small = Engagement {
+            shares: 50,
+            author_followers: 100,
+            ..base
+        };
+        let celebrity = Engagement {
+            author_followers: 5_000_000,
+            ..small
+        };
+        assert!(engagement_score(&small) > engagement_score(&celebrity));
+        let mut prev = 0.0;
+        for k in 0..100u64 {
+            let s = engagement_score(&Engagement {
+                likes: k * 10,
+                shares: k,
+                replies: k,
+                author_followers: 1000,
+            });
+            assert!((0.0..=1.0).contains(&s) && s >= prev);
+            prev = s;
+        }
+    }
+
+    #[test]
+    fn velocity_is_zero_alone_and_saturates() {
+        assert_eq!(velocity(1000, 0.0), 0);
+        assert_eq!(velocity(128_000, 0.0), 1000);
+        assert_eq!(velocity(10_000_000, 0.0), 1000);
+        // The same heat means less for an organisation with a lot of usual volume.
+        assert!(velocity(20_000, 1000.0) < velocity(20_000, 10.0));
+        assert_eq!(combine(0.0, 0), 0.0);
+        assert_eq!(combine(1.0, 0), 100.0);
+        assert_eq!(combine(0.5, 500), 75.0);
+    }
+
+    #[test]
+    fn stories_group_shares_of_a_link_and_copies_of_a_text() {
+        let a = story_key("Look at this https://www.Example.com/news/acme-recall/?utm_source=x");
+        let b = story_key("RT @bob: wow http://example.com/news/acme-recall#top");
+        assert_eq!(a, b);
+        assert_eq!(
+            story_key("RT @alice: ACME recalls every blender!!"),
+            story_key("acme recalls every blender")
+        );
+        assert_ne!(
+            story_key("acme recalls every blender"),
+            story_key("acme recalls every toaster")
+        );
+        assert_eq!(shared_link("no link here"), None);
+    }
+
+    #[test]
+    fn keywords_match_whole_words_folded() {
+        let kws = vec!["Acme".to_string(), "Crème brûlée".into(), "rocket".into()];
+        assert_eq!(matched_keywords("I love #acme and CREME BRULEE", &kws), vec![0, 1]);
+        assert_eq!(matched_keywords("acmeville rockets", &kws), Vec::<usize>::new());
+        assert_eq!(matched_keywords("l'Acme-rocket", &kws), vec![0, 2]);
+        assert_eq!(matched_keywords("anything", &[]), Vec::<usize>::new());
+    }
+}
