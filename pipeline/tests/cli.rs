@@ -19,7 +19,7 @@ async fn readyz_is_503_until_the_schema_is_migrated() {
         body["reason"].as_str().unwrap().contains("vigie migrate"),
         "{body}"
     );
-    assert!(db.cli(&["migrate"]).contains("applied [1]"));
+    assert!(db.cli(&["migrate"]).contains("applied [1, 2]"));
     assert!(db.cli(&["migrate"]).contains("up to date"));
     assert_eq!(status_of(&v, "/readyz").await, 200);
     assert_eq!(status_of(&v, "/healthz").await, 200);

@@ -185,7 +185,7 @@ async fn migrating_twice_is_a_no_op_and_readiness_follows_the_schema() {
         Err(SinkError::NotMigrated { found: 0, .. })
     ));
     let first = migrations::migrate(&db.0).await.unwrap();
-    assert_eq!(first.applied, vec![1]);
+    assert_eq!(first.applied, vec![1, 2]);
     let second = migrations::migrate(&db.0).await.unwrap();
     assert!(second.applied.is_empty());
     migrations::check_ready(&db.0).await.unwrap();
@@ -195,5 +195,40 @@ async fn migrating_twice_is_a_no_op_and_readiness_follows_the_schema() {
             .fetch_one()
             .await
             .unwrap();
-    assert_eq!(recorded, 1);
+    assert_eq!(recorded, 2);
+}
+
+#[tokio::test]
+async fn a_migration_interrupted_after_its_alter_runs_again() {
+    let db = Db::new(false).await;
+    // Version 1 applied, then a crash right after 0002's first ALTER.
+    let client = db.0.client();
+    migrations::migrate(&db.0).await.unwrap();
+    client
+        .query("ALTER TABLE schema_migrations DELETE WHERE version = 2")
+        .execute()
+        .await
+        .unwrap();
+    client.query("DROP TABLE alerts").execute().await.unwrap();
+    // (the mutation is asynchronous on 18.16: wait until version 2 is gone)
+    for _ in 0..100 {
+        let n: u64 = client
+            .query("SELECT count() FROM schema_migrations FINAL WHERE version = 2")
+            .fetch_one()
+            .await
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = migrations::migrate(&db.0).await.unwrap();
+    assert_eq!(again.applied, vec![2]);
+    migrations::check_ready(&db.0).await.unwrap();
+    let alerts: u64 = client
+        .query("SELECT count() FROM alerts")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(alerts, 0);
 }
