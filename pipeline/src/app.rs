@@ -7,8 +7,8 @@ use tokio::sync::{mpsc, watch};
 use vigie_sinks::clickhouse::{migrations, ClickHouseConfig};
 
 use crate::cli::RunSettings;
-use crate::ingest::registry::Registry;
 use crate::graph::GraphSpec;
+use crate::ingest::registry::Registry;
 use crate::ingest::{serve, IngestState};
 use crate::metrics::Metrics;
 use crate::rules::RuleBook;

@@ -19,9 +19,11 @@ use vigie_sinks::clickhouse::rows::{MentionRef, MentionRow, TrendRow};
 use vigie_sinks::clickhouse::writer::BatchWriter;
 use vigie_sinks::clickhouse::{ClickHouseConfig, SinkError};
 
-use crate::graph::emit::SinkBatch;
 use crate::graph::alerts::key_string;
-use crate::graph::records::{AlertKey, AlertRecord, Change, Scored, Sums, TrendKey, WindowKey, MICROS};
+use crate::graph::emit::SinkBatch;
+use crate::graph::records::{
+    AlertKey, AlertRecord, Change, Scored, Sums, TrendKey, WindowKey, MICROS,
+};
 use crate::graph::score::lang_str;
 use crate::metrics::Metrics;
 
@@ -84,7 +86,8 @@ pub fn trend_row(k: &TrendKey, s: &Sums, version: u64) -> TrendRow {
 
 /// The event (webhook and stream payload) of an alert raised at dataflow time `version`.
 pub fn alert_event(a: &AlertRecord, version: u64) -> AlertEvent {
-    let at = |secs: i64| OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let at =
+        |secs: i64| OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let (key_kind, keyword) = match &a.key {
         AlertKey::Window(WindowKey::Org) => (KeyKind::Org, None),
         AlertKey::Window(WindowKey::Source(_)) => (KeyKind::Source, None),
@@ -292,11 +295,8 @@ pub async fn run(
                 alerts.push(a.row());
             }
         }
-        let must_flush = closed
-            || mentions.due()
-            || trends.due()
-            || !deletions.is_empty()
-            || !alerts.is_empty();
+        let must_flush =
+            closed || mentions.due() || trends.due() || !deletions.is_empty() || !alerts.is_empty();
         if must_flush {
             let started = Instant::now();
             // Mention rows first, so a deletion never precedes the insert it removes.

@@ -109,7 +109,10 @@ fn stream(seed: u64, epochs: usize) -> Vec<Epoch> {
                 } else if rng.random_range(0..100) < 60 {
                     STORIES[rng.random_range(0..STORIES.len())].to_string()
                 } else {
-                    format!("chatter about acme number {}", rng.random_range(0..1_000_000))
+                    format!(
+                        "chatter about acme number {}",
+                        rng.random_range(0..1_000_000)
+                    )
                 };
                 next_id += 1;
                 let key = MentionKey {
@@ -404,8 +407,17 @@ fn check(seed: u64, epochs: usize) -> (usize, usize, usize, u64) {
     );
     let want = oracle.mentions();
     if got.mentions != want {
-        let extra: Vec<_> = got.mentions.keys().filter(|m| !want.contains_key(m)).take(3).collect();
-        let missing: Vec<_> = want.keys().filter(|m| !got.mentions.contains_key(m)).take(3).collect();
+        let extra: Vec<_> = got
+            .mentions
+            .keys()
+            .filter(|m| !want.contains_key(m))
+            .take(3)
+            .collect();
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|m| !got.mentions.contains_key(m))
+            .take(3)
+            .collect();
         panic!("seed {seed}: virality differs from the batch computation\nextra: {extra:#?}\nmissing: {missing:#?}");
     }
     assert!(
@@ -419,9 +431,18 @@ fn check(seed: u64, epochs: usize) -> (usize, usize, usize, u64) {
         let missing: Vec<_> = want_firings.difference(&got_firings).take(3).collect();
         panic!("seed {seed}: firing windows differ from the batch computation\nextra: {extra:#?}\nmissing: {missing:#?}");
     }
-    assert_eq!(late.load(Ordering::Relaxed), oracle.late_inserts, "seed {seed}: late count");
+    assert_eq!(
+        late.load(Ordering::Relaxed),
+        oracle.late_inserts,
+        "seed {seed}: late count"
+    );
     let viral = want.keys().filter(|m| m.velocity > 0).count();
-    (viral, got_firings.len(), got.mention_insertions, oracle.late_inserts)
+    (
+        viral,
+        got_firings.len(),
+        got.mention_insertions,
+        oracle.late_inserts,
+    )
 }
 
 #[test]
@@ -452,6 +473,13 @@ fn virality_and_windows_equal_a_batch_computation() {
     assert!(viral > 100, "only {viral} mentions with velocity");
     assert!(firings > 20, "only {firings} firing windows");
     assert!(late > 50, "only {late} late mentions");
-    assert!(insertions > 2 * 5000, "only {insertions} mention records emitted");
-    assert_eq!(rules_seen.len(), 6, "rules × key kinds seen: {rules_seen:?}");
+    assert!(
+        insertions > 2 * 5000,
+        "only {insertions} mention records emitted"
+    );
+    assert_eq!(
+        rules_seen.len(),
+        6,
+        "rules × key kinds seen: {rules_seen:?}"
+    );
 }

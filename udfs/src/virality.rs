@@ -50,9 +50,9 @@ pub const HEAT_HORIZON_MINUTES: usize = 60;
 const HEAT_WEIGHTS_OR_ZERO: [u32; HEAT_HORIZON_MINUTES + 2] = {
     // round(1000 · 2^(−(d − 15)/15)) for d in 16..=60, precomputed (const fn has no powf).
     const TAIL: [u32; 45] = [
-        955, 912, 871, 831, 794, 758, 724, 691, 660, 630, 602, 574, 548, 524, 500, 477, 456,
-        435, 416, 397, 379, 362, 345, 330, 315, 301, 287, 274, 262, 250, 239, 228, 218, 208,
-        198, 189, 181, 173, 165, 157, 150, 144, 137, 131, 125,
+        955, 912, 871, 831, 794, 758, 724, 691, 660, 630, 602, 574, 548, 524, 500, 477, 456, 435,
+        416, 397, 379, 362, 345, 330, 315, 301, 287, 274, 262, 250, 239, 228, 218, 208, 198, 189,
+        181, 173, 165, 157, 150, 144, 137, 131, 125,
     ];
     let mut w = [0u32; HEAT_HORIZON_MINUTES + 2];
     let mut d = 0;
@@ -270,8 +270,14 @@ mod tests {
     #[test]
     fn keywords_match_whole_words_folded() {
         let kws = vec!["Acme".to_string(), "Crème brûlée".into(), "rocket".into()];
-        assert_eq!(matched_keywords("I love #acme and CREME BRULEE", &kws), vec![0, 1]);
-        assert_eq!(matched_keywords("acmeville rockets", &kws), Vec::<usize>::new());
+        assert_eq!(
+            matched_keywords("I love #acme and CREME BRULEE", &kws),
+            vec![0, 1]
+        );
+        assert_eq!(
+            matched_keywords("acmeville rockets", &kws),
+            Vec::<usize>::new()
+        );
         assert_eq!(matched_keywords("l'Acme-rocket", &kws), vec![0, 2]);
         assert_eq!(matched_keywords("anything", &[]), Vec::<usize>::new());
     }

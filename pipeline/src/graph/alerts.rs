@@ -27,7 +27,9 @@ use crate::rules::{AlertRules, RuleBook};
 pub const ALERT_NAMESPACE: Uuid = Uuid::from_u128(0x7669_6769_652d_616c_6572_742d_6964_7331);
 
 /// What the critical-mention rule needs of a negative mention.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Candidate {
     /// Organisation.
     pub org: Uuid,
@@ -48,7 +50,9 @@ pub struct Candidate {
 }
 
 /// Input of the alerts stage.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum AlertInput {
     /// A window whose condition holds.
     Window(Firing),
@@ -234,7 +238,12 @@ struct State {
 const MAX_COOLDOWN_SECS: i64 = 7 * 24 * 3600;
 
 impl State {
-    fn apply(&mut self, changes: Vec<(AlertInput, isize)>, spec: &AlertSpec, out: &mut Vec<(AlertRecord, isize)>) {
+    fn apply(
+        &mut self,
+        changes: Vec<(AlertInput, isize)>,
+        spec: &AlertSpec,
+        out: &mut Vec<(AlertRecord, isize)>,
+    ) {
         let mut rules_of: BTreeMap<Uuid, Arc<AlertRules>> = BTreeMap::new();
         for (input, diff) in changes {
             if diff <= 0 {
@@ -258,7 +267,11 @@ impl State {
                     if !rule.enabled || f64::from(c.virality) / 1e6 < rule.min_virality {
                         continue;
                     }
-                    (mention_alert(c, &rules), c.t_us.div_euclid(1_000_000), rule.cooldown_minutes)
+                    (
+                        mention_alert(c, &rules),
+                        c.t_us.div_euclid(1_000_000),
+                        rule.cooldown_minutes,
+                    )
                 }
             };
             let newest = self.newest.entry(org).or_insert(at);
@@ -288,20 +301,18 @@ pub fn alerts<'s>(
     scored: VecCollection<'s, u64, Scored>,
     spec: AlertSpec,
 ) -> VecCollection<'s, u64, AlertRecord> {
-    let candidates = scored
-        .filter(|s| s.label < 0)
-        .map(|s| {
-            AlertInput::Mention(Candidate {
-                org: s.key.org,
-                id: s.key.id,
-                t_us: s.body.created_at_us,
-                story: s.story,
-                source: s.body.source,
-                virality: s.virality,
-                velocity: s.velocity,
-                excerpt: excerpt(&s.body.text, 140),
-            })
-        });
+    let candidates = scored.filter(|s| s.label < 0).map(|s| {
+        AlertInput::Mention(Candidate {
+            org: s.key.org,
+            id: s.key.id,
+            t_us: s.body.created_at_us,
+            story: s.story,
+            source: s.body.source,
+            virality: s.virality,
+            velocity: s.velocity,
+            excerpt: excerpt(&s.body.text, 140),
+        })
+    });
     let mut state = State::default();
     ordered(
         firings.map(AlertInput::Window).concat(candidates),

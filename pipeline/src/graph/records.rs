@@ -272,9 +272,7 @@ pub enum WindowKey {
 }
 
 /// Window rules.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum WindowRule {
     /// Volume spike.
     Spike,

@@ -98,7 +98,12 @@ fn dec(map: &mut BTreeMap<i64, u32>, k: i64) {
 }
 
 impl Org {
-    fn retract(&mut self, o: &Scored, lateness: i64, affected: &mut BTreeSet<(u64, i64)>) -> Scored {
+    fn retract(
+        &mut self,
+        o: &Scored,
+        lateness: i64,
+        affected: &mut BTreeSet<(u64, i64)>,
+    ) -> Scored {
         let id = o.key.id;
         if let Some(m) = self.members.remove(&id) {
             let story = self.stories.entry(m.rec.story).or_default();
@@ -128,12 +133,21 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, changes: Vec<(Scored, isize)>, spec: &ViralitySpec, out: &mut Vec<(Scored, isize)>) {
+    fn apply(
+        &mut self,
+        changes: Vec<(Scored, isize)>,
+        spec: &ViralitySpec,
+        out: &mut Vec<(Scored, isize)>,
+    ) {
         let lateness = spec.lateness_us;
         let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, (Option<Scored>, Option<Scored>)>> =
             BTreeMap::new();
         for (rec, diff) in changes {
-            let slot = by_org.entry(rec.key.org).or_default().entry(rec.key.id).or_default();
+            let slot = by_org
+                .entry(rec.key.org)
+                .or_default()
+                .entry(rec.key.id)
+                .or_default();
             if diff < 0 {
                 slot.0 = Some(rec);
             } else {
@@ -188,7 +202,14 @@ impl State {
                             org.to_drop.entry(minute).or_default().push(n.story);
                             affected.insert((n.story, minute));
                             fresh.insert(id);
-                            org.members.insert(id, Member { rec: n, minute, rate });
+                            org.members.insert(
+                                id,
+                                Member {
+                                    rec: n,
+                                    minute,
+                                    rate,
+                                },
+                            );
                         }
                     }
                 }

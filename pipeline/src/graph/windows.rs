@@ -31,7 +31,9 @@ use super::records::{Firing, MentionKey, Scored, WindowKey, WindowRule};
 use crate::rules::{AlertRules, RuleBook, MAX_BASELINE_HOURS, MAX_WINDOW_MINUTES};
 
 /// What the windows stage needs of a mention.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct WinRec {
     /// Identity.
     pub key: MentionKey,
@@ -130,7 +132,9 @@ impl Counts {
     pub fn window(&self, from: i64, to: i64) -> (u64, u64) {
         self.minutes
             .range(from..to)
-            .fold((0, 0), |(n, g), (_, (a, b))| (n + u64::from(*a), g + u64::from(*b)))
+            .fold((0, 0), |(n, g), (_, (a, b))| {
+                (n + u64::from(*a), g + u64::from(*b))
+            })
     }
 
     /// Hourly (mentions, negative) of the `hours` hours before hour index `end`.
@@ -243,13 +247,23 @@ impl Org {
         }
         if add {
             self.counted.insert(r.key.id, r.clone());
-            self.counted_by_minute.entry(minute).or_default().push(r.key.id);
+            self.counted_by_minute
+                .entry(minute)
+                .or_default()
+                .push(r.key.id);
         } else {
             self.counted.remove(&r.key.id);
         }
     }
 
-    fn set(&mut self, org: Uuid, key: &WindowKey, end: i64, rules: &AlertRules, out: &mut Vec<(Firing, isize)>) {
+    fn set(
+        &mut self,
+        org: Uuid,
+        key: &WindowKey,
+        end: i64,
+        rules: &AlertRules,
+        out: &mut Vec<(Firing, isize)>,
+    ) {
         let now = self
             .keys
             .get(key)
@@ -304,12 +318,21 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, changes: Vec<(WinRec, isize)>, spec: &WindowSpec, out: &mut Vec<(Firing, isize)>) {
+    fn apply(
+        &mut self,
+        changes: Vec<(WinRec, isize)>,
+        spec: &WindowSpec,
+        out: &mut Vec<(Firing, isize)>,
+    ) {
         let lateness = spec.lateness_us;
         let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, (Option<WinRec>, Option<WinRec>)>> =
             BTreeMap::new();
         for (rec, diff) in changes {
-            let slot = by_org.entry(rec.key.org).or_default().entry(rec.key.id).or_default();
+            let slot = by_org
+                .entry(rec.key.org)
+                .or_default()
+                .entry(rec.key.id)
+                .or_default();
             if diff < 0 {
                 slot.0 = Some(rec);
             } else {
@@ -378,7 +401,9 @@ pub fn windows<'s>(
     spec: WindowSpec,
 ) -> VecCollection<'s, u64, Firing> {
     let mut state = State::default();
-    ordered(scored.map(|s| WinRec::of(&s)), "Windows", move |_time, changes, out| {
-        state.apply(changes, &spec, out)
-    })
+    ordered(
+        scored.map(|s| WinRec::of(&s)),
+        "Windows",
+        move |_time, changes, out| state.apply(changes, &spec, out),
+    )
 }
