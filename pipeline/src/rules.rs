@@ -43,8 +43,10 @@ pub struct VolumeSpikeRule {
     pub enabled: bool,
     /// Fires when the window's count exceeds the baseline's hourly mean + k·σ …
     pub k: f64,
-    /// … and is at least this many mentions.
+    /// … and is at least this many mentions …
     pub min_count: u32,
+    /// … and at least this many times the hourly mean (a steady, busy key has a small σ).
+    pub min_ratio: f64,
     /// At most one alert per key per this many minutes (event time).
     pub cooldown_minutes: u32,
 }
@@ -55,6 +57,7 @@ impl Default for VolumeSpikeRule {
             enabled: true,
             k: 3.0,
             min_count: 20,
+            min_ratio: 2.0,
             cooldown_minutes: 60,
         }
     }
@@ -97,7 +100,8 @@ pub struct AlertRules {
     pub sentiment_dip: SentimentDipRule,
     /// Length of the sliding window compared with the baseline (15–60 minutes).
     pub window_minutes: u32,
-    /// Hours of trailing baseline (1–48).
+    /// Hours of trailing baseline (1–48). A key raises window alerts only once its first
+    /// mention is at least this old (no alert from a cold start).
     pub baseline_hours: u32,
 }
 
@@ -136,6 +140,9 @@ impl AlertRules {
         }
         if !(self.volume_spike.k.is_finite() && self.volume_spike.k > 0.0) {
             return Err("volume_spike.k must be a positive number".into());
+        }
+        if !(self.volume_spike.min_ratio.is_finite() && self.volume_spike.min_ratio >= 1.0) {
+            return Err("volume_spike.min_ratio must be at least 1".into());
         }
         if self.volume_spike.min_count == 0 {
             return Err("volume_spike.min_count must be at least 1".into());

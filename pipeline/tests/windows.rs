@@ -46,10 +46,11 @@ fn rules() -> AlertRules {
     let mut r = AlertRules::default();
     r.volume_spike.k = 1.5;
     r.volume_spike.min_count = 5;
+    r.volume_spike.min_ratio = 1.2;
     r.sentiment_dip.min_rise = 0.15;
     r.sentiment_dip.min_count = 5;
     r.window_minutes = 30;
-    r.baseline_hours = 3;
+    r.baseline_hours = 2;
     r
 }
 

@@ -132,11 +132,18 @@ fn window_alert(f: &Firing, rules: &AlertRules) -> AlertRecord {
             (
                 AlertType::VolumeSpike,
                 level,
-                format!(
-                    "{subject} up {ratio:.1}x in the last {} ({observed:.0} vs {baseline:.1}/h avg over the previous {} h)",
-                    window_phrase(f.length),
-                    rules.baseline_hours
-                ),
+                if f.length == 3600 {
+                    format!(
+                        "{subject} up {ratio:.1}x in the last hour ({observed:.0} vs {baseline:.1}/h avg over the previous {} h)",
+                        rules.baseline_hours
+                    )
+                } else {
+                    format!(
+                        "{subject} up {ratio:.1}x in the last {} ({observed:.0} vs {baseline:.1} expected from the previous {} h)",
+                        window_phrase(f.length),
+                        rules.baseline_hours
+                    )
+                },
             )
         }
         WindowRule::Dip => {

@@ -4,9 +4,13 @@
 //! A window ends on a minute boundary `e` and covers the `window_minutes` minutes before
 //! it (default 60). Its *baseline* is the `baseline_hours` clock hours (default 24) that end
 //! at the start of the hour in which the window starts, so the two never overlap.
-//! - spike: `count ≥ min_count` and `count > mean + k·σ` of the baseline's hourly counts;
+//! - spike: `count ≥ min_count` and `count > max(mean + k·σ, min_ratio · mean)`, with the
+//!   mean and σ of the baseline's hourly counts scaled to the window's length;
 //! - dip: `count ≥ min_count`, baseline count ≥ `min_count`, and the window's negative
 //!   share exceeds the baseline's by more than `min_rise`.
+//!
+//! A key raises nothing until its first mention lies in its window's first baseline hour or
+//! earlier (no cold-start alerts).
 //!
 //! The output is the set of windows whose condition holds, with their numbers, kept up to
 //! date as data arrives (a retraction can remove a window from the set). Windows are
@@ -93,6 +97,8 @@ pub struct Counts {
     pub hours: BTreeMap<i64, (u32, u32)>,
     /// Newest counted mentions per minute.
     recent: BTreeMap<i64, Vec<(i64, Uuid)>>,
+    /// Minute of the first mention ever counted (kept while the key has state).
+    pub first: Option<i64>,
 }
 
 fn bump(map: &mut BTreeMap<i64, (u32, u32)>, k: i64, neg: bool, add: bool) {
@@ -113,6 +119,9 @@ impl Counts {
     /// Counts (`add`) or uncounts a mention.
     pub fn apply(&mut self, r: &WinRec, add: bool) {
         let minute = minute_of_us(r.t_us);
+        if add {
+            self.first = Some(self.first.map_or(minute, |f| f.min(minute)));
+        }
         bump(&mut self.minutes, minute, r.negative, add);
         bump(&mut self.hours, minute.div_euclid(60), r.negative, add);
         let recent = self.recent.entry(minute).or_default();
@@ -164,15 +173,25 @@ pub fn evaluate(
         return out;
     }
     let base_end = (end - w).div_euclid(60);
+    // No window alert before the key has a full baseline behind it (cold start).
+    let warm = counts
+        .first
+        .is_some_and(|f| f < (base_end - i64::from(rules.baseline_hours)) * 60 + 60);
+    if !warm {
+        return out;
+    }
     let base = counts.baseline(base_end, rules.baseline_hours);
     let hours = base.len() as f64;
-    let mean = base.iter().map(|(a, _)| *a as f64).sum::<f64>() / hours;
+    let hourly_mean = base.iter().map(|(a, _)| *a as f64).sum::<f64>() / hours;
     let var = base
         .iter()
-        .map(|(a, _)| (*a as f64 - mean).powi(2))
+        .map(|(a, _)| (*a as f64 - hourly_mean).powi(2))
         .sum::<f64>()
         / hours;
-    let sigma = var.sqrt();
+    // Hourly figures scaled to the window's length.
+    let scale = w as f64 / 60.0;
+    let mean = hourly_mean * scale;
+    let sigma = var.sqrt() * scale;
     let milli = |x: f64| (x * 1000.0).round() as i64;
     let sample = || -> Vec<Uuid> {
         let mut ids = Vec::new();
@@ -187,6 +206,7 @@ pub fn evaluate(
     };
     let spike = &rules.volume_spike;
     let threshold = mean + spike.k * sigma;
+    let threshold = threshold.max(spike.min_ratio * mean);
     if spike.enabled && n >= u64::from(spike.min_count) && n as f64 > threshold {
         out.push(Firing {
             org,

@@ -1,0 +1,212 @@
+//! Memory of the event-time stages over a long simulated run: scored mentions flow through
+//! virality → windows → alerts (the stages of issue 6, without the mention arrangement and
+//! the trends, whose memory is another matter: see benches/README.md) for `--days` of event
+//! time, and the process's resident memory is printed at the end of every simulated day.
+//!
+//! `cargo run --release -p vigie-benches --bin windows_rss -- --days 35 --per-day 200000`
+//!
+//! The stream: several organisations and sources, keywords, mostly one-off stories plus
+//! bursts of shared stories, event times out of order within the lateness and a share of
+//! late ones, re-posts of recent mentions with new engagement numbers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use differential_dataflow::input::InputSession;
+use timely::dataflow::operators::probe::Handle;
+use timely::dataflow::operators::Probe;
+use uuid::Uuid;
+use vigie_pipeline::domain::Engagement;
+use vigie_pipeline::graph::alerts::{alerts, AlertSpec};
+use vigie_pipeline::graph::records::{MentionBody, MentionKey, Scored};
+use vigie_pipeline::graph::score::score_one;
+use vigie_pipeline::graph::virality::{virality, ViralitySpec};
+use vigie_pipeline::graph::windows::{windows, WindowSpec};
+use vigie_pipeline::rules::RuleBook;
+use vigie_udfs::ScoreConfig;
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift64*: reproducible without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const TEXTS: [&str; 8] = [
+    "acme support is awful, still waiting for a refund",
+    "I love my new acme rocket, best purchase ever",
+    "la livraison acme est en retard, très déçu",
+    "meh, the acme rocket is fine I guess",
+    "acme blender exploded https://news.example/acme-blender",
+    "super service client chez acme, merci !",
+    "worst customer service ever, acme never answers",
+    "so happy with acme 😍",
+];
+
+fn main() {
+    let days = arg("--days", 35);
+    let per_day = arg("--per-day", 200_000);
+    let orgs = arg("--orgs", 20);
+    let epoch_size = 2_000u64;
+    let lateness_us = 300_000_000i64;
+    let cfg = ScoreConfig::default();
+    timely::execute_directly(move |worker| {
+        let mut input: InputSession<u64, Scored, isize> = InputSession::new();
+        let probe = Handle::new();
+        let raised = Arc::new(AtomicU64::new(0));
+        let late = Arc::new(AtomicU64::new(0));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let scored = input.to_collection(scope);
+            let rules = Arc::new(RuleBook::default());
+            let viral = virality(
+                scored,
+                ViralitySpec {
+                    lateness_us,
+                    late: late.clone(),
+                },
+            );
+            let firings = windows(
+                viral.clone(),
+                WindowSpec {
+                    lateness_us,
+                    rules: rules.clone(),
+                },
+            );
+            let raised = raised.clone();
+            alerts(firings, viral, AlertSpec { rules })
+                .inspect(move |(a, _, _)| {
+                    if raised.fetch_add(1, Ordering::Relaxed) % 97 == 0
+                        && std::env::var_os("SHOW").is_some()
+                    {
+                        eprintln!("{}", a.message);
+                    }
+                })
+                .inner
+                .probe_with(&probe);
+        });
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let start_us = 1_790_000_000_000_000i64;
+        let day_us = 86_400_000_000i64;
+        let step_us = day_us / per_day as i64;
+        let mut time = 1u64;
+        let mut recent: Vec<Scored> = Vec::with_capacity(4096);
+        let mut next_id = 0u128;
+        let started = Instant::now();
+        println!("day  mentions  rss_mib  alerts  late  secs");
+        for day in 0..days {
+            let day_started = Instant::now();
+            for i in 0..per_day {
+                let now = start_us + day as i64 * day_us + i as i64 * step_us;
+                // A re-post of a recent mention with new engagement numbers now and then.
+                if !recent.is_empty() && rng.below(10) == 0 {
+                    let j = rng.below(recent.len() as u64) as usize;
+                    let old = recent[j].clone();
+                    let mut body = old.body.clone();
+                    body.engagement.likes += 1 + rng.below(50);
+                    let new = score_one(old.key, body, &cfg);
+                    input.update(old, -1);
+                    input.update(new.clone(), 1);
+                    recent[j] = new;
+                }
+                next_id += 1;
+                let org = Uuid::from_u128(1 + u128::from(rng.below(orgs)));
+                let burst = (now / 600_000_000) % 97 == 0; // ten minutes in every ~16 hours
+                let text = if burst {
+                    TEXTS[4].to_string()
+                } else if rng.below(4) == 0 {
+                    TEXTS[rng.below(TEXTS.len() as u64) as usize].to_string()
+                } else {
+                    format!(
+                        "{} #{}",
+                        TEXTS[rng.below(TEXTS.len() as u64) as usize],
+                        next_id
+                    )
+                };
+                let t = if rng.below(50) == 0 {
+                    now - 3_600_000_000 // an hour late
+                } else {
+                    now - rng.below(240_000_000) as i64
+                };
+                let body = MentionBody {
+                    source: Uuid::from_u128(1000 + u128::from(rng.below(5))),
+                    created_at_us: t,
+                    text,
+                    author: "@bench".into(),
+                    url: String::new(),
+                    engagement: Engagement {
+                        likes: rng.below(30),
+                        shares: rng.below(5),
+                        replies: rng.below(5),
+                        author_followers: rng.below(10_000),
+                    },
+                    keywords: vec!["acme".to_string()],
+                };
+                let s = score_one(
+                    MentionKey {
+                        org,
+                        id: Uuid::from_u128(next_id),
+                    },
+                    body,
+                    &cfg,
+                );
+                if recent.len() < 4096 {
+                    recent.push(s.clone());
+                } else {
+                    let j = rng.below(4096) as usize;
+                    recent[j] = s.clone();
+                }
+                input.insert(s);
+                if next_id % epoch_size as u128 == 0 {
+                    time += 1;
+                    input.advance_to(time);
+                    input.flush();
+                    while probe.less_than(input.time()) {
+                        worker.step_or_park(Some(Duration::from_millis(1)));
+                    }
+                }
+            }
+            println!(
+                "{:>3}  {:>8}  {:>7.1}  {:>6}  {:>4}  {:>5.1}",
+                day + 1,
+                (day + 1) * per_day,
+                rss_mib(),
+                raised.load(Ordering::Relaxed),
+                late.load(Ordering::Relaxed),
+                day_started.elapsed().as_secs_f64()
+            );
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{} mentions over {days} simulated days in {secs:.1} s: {:.0} mentions/s through virality, windows and alerts (1 worker)",
+            days * per_day,
+            (days * per_day) as f64 / secs
+        );
+    });
+}
