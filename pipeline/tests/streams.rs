@@ -210,7 +210,12 @@ async fn sse(srv: &Server, query: &str, key: Option<&str>, last_event_id: Option
 }
 
 /// (status, JSON body) of a stream request that must fail.
-async fn sse_error(srv: &Server, query: &str, key: Option<&str>, last: Option<&str>) -> (u16, Value) {
+async fn sse_error(
+    srv: &Server,
+    query: &str,
+    key: Option<&str>,
+    last: Option<&str>,
+) -> (u16, Value) {
     let resp = sse_get(srv, query, key, last).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("a JSON error body"))
@@ -389,9 +394,15 @@ async fn sse_sends_alert_frames_with_id_event_and_data() {
     }
     let m = srv.metrics().await;
     assert_eq!(metric_value(&m, "vigie_stream_clients{kind=\"sse\"}"), 1.0);
-    assert_eq!(metric_value(&m, "vigie_stream_events_sent_total{kind=\"sse\"}"), 3.0);
+    assert_eq!(
+        metric_value(&m, "vigie_stream_events_sent_total{kind=\"sse\"}"),
+        3.0
+    );
     assert_eq!(metric_value(&m, "vigie_stream_events_published_total"), 3.0);
-    assert_eq!(metric_value(&m, "vigie_stream_lagged_total{kind=\"sse\"}"), 0.0);
+    assert_eq!(
+        metric_value(&m, "vigie_stream_lagged_total{kind=\"sse\"}"),
+        0.0
+    );
     drop(s);
     // The server notices the closed connection at its next write at the latest.
     eventually(PATIENCE, "the SSE client is no longer counted", || async {
@@ -408,9 +419,17 @@ async fn sse_requires_a_valid_key() {
     let (a, key) = org(&db, "acme").await;
     let srv = Server::start(&db, HubConfig::default()).await;
     let (status, body) = sse_error(&srv, "", None, None).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
     let (status, body) = sse_error(&srv, "", Some("vk_not_a_key"), None).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
     let (status, _) = sse_error(&srv, "?access_token=vk_not_a_key", None, None).await;
     assert_eq!(status, 401);
     let resp = reqwest::Client::new()
@@ -469,7 +488,11 @@ async fn sse_streams_are_isolated_between_orgs() {
     sb.expect(&for_b).await;
     // Resuming does not cross organisations either.
     let mut rb = sse(&srv, "", Some(&key_b), Some(&eid(&for_a[0]))).await;
-    let after: Vec<_> = for_b.iter().filter(|e| e.version > for_a[0].version).cloned().collect();
+    let after: Vec<_> = for_b
+        .iter()
+        .filter(|e| e.version > for_a[0].version)
+        .cloned()
+        .collect();
     rb.expect(&after).await;
     let marker = low(b, 200);
     srv.publish(&low(a, 200));
@@ -497,7 +520,11 @@ async fn sse_filters_by_level_and_type_and_rejects_bad_values() {
         assert_eq!(body["field"], field, "{query}: {body}");
     }
     let (status, body) = sse_error(&srv, "", Some(&key), Some("not-an-id")).await;
-    assert_eq!((status, body["field"].as_str()), (400, Some("Last-Event-ID")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("Last-Event-ID")),
+        "{body}"
+    );
 
     let queries = [
         "?min_level=medium",
@@ -561,7 +588,13 @@ async fn sse_resumes_from_the_ring_without_gap_or_duplicate() {
     srv.publish(&live);
     s.expect(std::slice::from_ref(&live)).await;
     // Query parameter, for clients that cannot set headers.
-    let mut q = sse(&srv, &format!("?last_event_id={}", eid(&evs[3])), Some(&key), None).await;
+    let mut q = sse(
+        &srv,
+        &format!("?last_event_id={}", eid(&evs[3])),
+        Some(&key),
+        None,
+    )
+    .await;
     q.expect(&evs[4..]).await;
     q.expect(std::slice::from_ref(&live)).await;
     // The header (an EventSource reconnecting) wins over the URL's original resume point.
@@ -584,7 +617,10 @@ async fn sse_resumes_from_the_ring_without_gap_or_duplicate() {
         4.0 + 3.0 + 2.0
     );
     assert_eq!(
-        metric_value(&m, "vigie_stream_backfill_events_total{source=\"clickhouse\"}"),
+        metric_value(
+            &m,
+            "vigie_stream_backfill_events_total{source=\"clickhouse\"}"
+        ),
         0.0
     );
 }
@@ -642,7 +678,12 @@ async fn sse_resumes_from_clickhouse_once_the_ring_no_longer_covers_it() {
     f.expect(&[marker]).await;
 
     let m = srv.metrics().await;
-    assert!(metric_value(&m, "vigie_stream_backfill_events_total{source=\"clickhouse\"}") > 0.0);
+    assert!(
+        metric_value(
+            &m,
+            "vigie_stream_backfill_events_total{source=\"clickhouse\"}"
+        ) > 0.0
+    );
     assert!(metric_value(&m, "vigie_stream_backfill_events_total{source=\"ring\"}") > 0.0);
 }
 
@@ -680,7 +721,10 @@ async fn sse_resume_beyond_the_backfill_limit_reports_lag_and_can_continue() {
     s.expect(&stored[1..6]).await;
     let f = s.frame().await;
     assert_eq!(f.event.as_deref(), Some("lagged"), "{f:?}");
-    assert_eq!(f.id, None, "a lag notice must not move the client's Last-Event-ID");
+    assert_eq!(
+        f.id, None,
+        "a lag notice must not move the client's Last-Event-ID"
+    );
     let lag: Value = serde_json::from_str(&f.data).unwrap();
     assert_eq!(lag["missed"], 6, "{lag}");
     assert_eq!(lag["last_event_id"], eid(&stored[5]));
@@ -699,7 +743,10 @@ async fn sse_resume_beyond_the_backfill_limit_reports_lag_and_can_continue() {
     let mut r = sse(&srv, "", Some(&key), Some(&eid(&stored[10]))).await;
     r.expect(&[stored[11].clone(), live.clone()]).await;
     let m = srv.metrics().await;
-    assert_eq!(metric_value(&m, "vigie_stream_lagged_total{kind=\"sse\"}"), 2.0);
+    assert_eq!(
+        metric_value(&m, "vigie_stream_lagged_total{kind=\"sse\"}"),
+        2.0
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -792,7 +839,10 @@ async fn a_slow_consumer_neither_blocks_publish_nor_delays_others_and_is_told_it
         let tag = format!("alert:{}", f.id.clone().unwrap());
         let pos = published.iter().position(|p| *p == tag).unwrap();
         if let Some(p) = &prev {
-            let before = published.iter().position(|x| *x == format!("alert:{p}")).unwrap();
+            let before = published
+                .iter()
+                .position(|x| *x == format!("alert:{p}"))
+                .unwrap();
             assert!(pos > before, "out of order or duplicate");
         }
         prev = f.id;
@@ -813,7 +863,10 @@ async fn a_slow_consumer_neither_blocks_publish_nor_delays_others_and_is_told_it
             break;
         }
     }
-    assert!(ws_lags >= 1, "the slow WebSocket client was never told it lagged");
+    assert!(
+        ws_lags >= 1,
+        "the slow WebSocket client was never told it lagged"
+    );
 
     let m = srv.metrics().await;
     assert!(metric_value(&m, "vigie_stream_lagged_total{kind=\"sse\"}") >= 1.0);
@@ -830,15 +883,39 @@ async fn ws_requires_a_valid_key_and_an_upgrade() {
     let (a, key) = org(&db, "acme").await;
     let srv = Server::start(&db, HubConfig::default()).await;
     let (status, body) = ws_connect(&srv, "", None).await.err().unwrap();
-    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
-    let (status, _) = ws_connect(&srv, "", Some("vk_not_a_key")).await.err().unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let (status, _) = ws_connect(&srv, "", Some("vk_not_a_key"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(status, 401);
-    let (status, _) = ws_connect(&srv, "?access_token=vk_nope", None).await.err().unwrap();
+    let (status, _) = ws_connect(&srv, "?access_token=vk_nope", None)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(status, 401);
-    let (status, body) = ws_connect(&srv, "?min_level=urgent", Some(&key)).await.err().unwrap();
-    assert_eq!((status, body["field"].as_str()), (400, Some("min_level")), "{body}");
-    let (status, body) = ws_connect(&srv, "?last_event_id=x", Some(&key)).await.err().unwrap();
-    assert_eq!((status, body["field"].as_str()), (400, Some("last_event_id")), "{body}");
+    let (status, body) = ws_connect(&srv, "?min_level=urgent", Some(&key))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("min_level")),
+        "{body}"
+    );
+    let (status, body) = ws_connect(&srv, "?last_event_id=x", Some(&key))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("last_event_id")),
+        "{body}"
+    );
     // Plain HTTP on the WebSocket route.
     let resp = reqwest::Client::new()
         .get(srv.url("/v1/alerts/ws"))
@@ -885,7 +962,12 @@ async fn ws_isolates_orgs_and_filters() {
     for ev in &all {
         srv.publish(ev);
     }
-    let of = |o: Uuid| all.iter().filter(|e| e.org_id == o).cloned().collect::<Vec<_>>();
+    let of = |o: Uuid| {
+        all.iter()
+            .filter(|e| e.org_id == o)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     ws_expect(&mut wa, &of(a)).await;
     ws_expect(&mut wb, &of(b)).await;
     let crit: Vec<_> = of(a)
@@ -918,17 +1000,32 @@ async fn ws_resumes_from_the_ring_and_from_clickhouse() {
     }
     let mine: Vec<_> = all.iter().filter(|e| e.org_id == a).cloned().collect();
     // From ClickHouse (version 2 is long out of the three-event ring), then the ring.
-    let mut w = ws(&srv, &format!("?last_event_id={}", eid(&mine[1])), Some(&key)).await;
+    let mut w = ws(
+        &srv,
+        &format!("?last_event_id={}", eid(&mine[1])),
+        Some(&key),
+    )
+    .await;
     ws_expect(&mut w, &mine[2..]).await;
     // From the ring only.
-    let mut r = ws(&srv, &format!("?last_event_id={}", eid(&mine[8])), Some(&key)).await;
+    let mut r = ws(
+        &srv,
+        &format!("?last_event_id={}", eid(&mine[8])),
+        Some(&key),
+    )
+    .await;
     ws_expect(&mut r, &mine[9..]).await;
     let live = low(a, 11);
     srv.publish(&live);
     ws_expect(&mut w, std::slice::from_ref(&live)).await;
     ws_expect(&mut r, std::slice::from_ref(&live)).await;
     let m = srv.metrics().await;
-    assert!(metric_value(&m, "vigie_stream_backfill_events_total{source=\"clickhouse\"}") > 0.0);
+    assert!(
+        metric_value(
+            &m,
+            "vigie_stream_backfill_events_total{source=\"clickhouse\"}"
+        ) > 0.0
+    );
 }
 
 #[tokio::test]
@@ -937,7 +1034,7 @@ async fn ws_answers_pings_and_closes() {
     let (_, key) = org(&db, "acme").await;
     let srv = Server::start(&db, HubConfig::default()).await;
     let mut w = ws(&srv, "", Some(&key)).await;
-    w.send(Message::Ping(Bytes::from_static(b"are you there").into()))
+    w.send(Message::Ping(Bytes::from_static(b"are you there")))
         .await
         .unwrap();
     let pong = tokio::time::timeout(PATIENCE, async {
@@ -969,13 +1066,20 @@ async fn ws_answers_pings_and_closes() {
     })
     .await;
     assert!(end.is_ok(), "the server did not answer the close");
-    eventually(PATIENCE, "the WebSocket client is no longer counted", || async {
-        let m = srv.metrics().await;
-        (metric_value(&m, "vigie_stream_clients{kind=\"ws\"}") == 0.0).then_some(())
-    })
+    eventually(
+        PATIENCE,
+        "the WebSocket client is no longer counted",
+        || async {
+            let m = srv.metrics().await;
+            (metric_value(&m, "vigie_stream_clients{kind=\"ws\"}") == 0.0).then_some(())
+        },
+    )
     .await;
     let m = srv.metrics().await;
-    assert_eq!(metric_value(&m, "vigie_stream_dropped_clients_total{kind=\"ws\"}"), 0.0);
+    assert_eq!(
+        metric_value(&m, "vigie_stream_dropped_clients_total{kind=\"ws\"}"),
+        0.0
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,9 @@ struct KindMetrics {
     dropped: AtomicU64,
 }
 
+/// Reads one counter of a [`KindMetrics`].
+type Getter = fn(&KindMetrics) -> &AtomicU64;
+
 #[derive(Debug, Default)]
 struct StreamMetrics {
     published: AtomicU64,
@@ -342,77 +345,62 @@ impl AlertHub {
     pub fn render_prometheus(&self) -> String {
         let m = &self.metrics;
         let mut out = String::with_capacity(2048);
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let mut family = |name: &str, kind: &str, help: &str, get: Getter| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        let per_kind = |out: &mut String, name: &str, get: fn(&KindMetrics) -> &AtomicU64| {
             for k in ClientKind::ALL {
                 let v = get(&m.kinds[k.index()]).load(Relaxed);
                 let _ = writeln!(out, "{name}{{kind=\"{}\"}} {v}", k.label());
             }
         };
-        let rows: [(&str, &str, &str, fn(&KindMetrics) -> &AtomicU64); 6] = [
-            (
-                "vigie_stream_clients",
-                "gauge",
-                "Live-stream clients connected now.",
-                |k| &k.connected,
-            ),
-            (
-                "vigie_stream_connections_total",
-                "counter",
-                "Live-stream connections opened.",
-                |k| &k.connections,
-            ),
-            (
-                "vigie_stream_events_sent_total",
-                "counter",
-                "Alerts sent to live-stream clients (backfill included).",
-                |k| &k.sent,
-            ),
-            (
-                "vigie_stream_lagged_total",
-                "counter",
-                "Lag notices sent: a client fell behind and skipped events.",
-                |k| &k.lagged,
-            ),
-            (
-                "vigie_stream_lagged_events_total",
-                "counter",
-                "Events skipped by lagging clients (broadcast messages, all organisations).",
-                |k| &k.missed,
-            ),
-            (
-                "vigie_stream_dropped_clients_total",
-                "counter",
-                "Clients lost with undelivered events or on a connection error.",
-                |k| &k.dropped,
-            ),
-        ];
-        for (name, kind, help, get) in rows {
-            head(&mut out, name, kind, help);
-            per_kind(&mut out, name, get);
-        }
-        head(
-            &mut out,
-            "vigie_stream_events_published_total",
+        family(
+            "vigie_stream_clients",
+            "gauge",
+            "Live-stream clients connected now.",
+            |k| &k.connected,
+        );
+        family(
+            "vigie_stream_connections_total",
             "counter",
-            "Alerts published to the hub.",
+            "Live-stream connections opened.",
+            |k| &k.connections,
+        );
+        family(
+            "vigie_stream_events_sent_total",
+            "counter",
+            "Alerts sent to live-stream clients (backfill included).",
+            |k| &k.sent,
+        );
+        family(
+            "vigie_stream_lagged_total",
+            "counter",
+            "Lag notices sent: a client fell behind and skipped events.",
+            |k| &k.lagged,
+        );
+        family(
+            "vigie_stream_lagged_events_total",
+            "counter",
+            "Events skipped by lagging clients (broadcast messages, all organisations).",
+            |k| &k.missed,
+        );
+        family(
+            "vigie_stream_dropped_clients_total",
+            "counter",
+            "Clients lost with undelivered events or on a connection error.",
+            |k| &k.dropped,
         );
         let _ = writeln!(
             out,
-            "vigie_stream_events_published_total {}",
+            "# HELP vigie_stream_events_published_total Alerts published to the hub.\n\
+             # TYPE vigie_stream_events_published_total counter\n\
+             vigie_stream_events_published_total {}",
             m.published.load(Relaxed)
         );
-        head(
-            &mut out,
-            "vigie_stream_backfill_events_total",
-            "counter",
-            "Events sent by resumes, by where they were read.",
-        );
         let _ = writeln!(
             out,
-            "vigie_stream_backfill_events_total{{source=\"ring\"}} {}\nvigie_stream_backfill_events_total{{source=\"clickhouse\"}} {}",
+            "# HELP vigie_stream_backfill_events_total Events sent by resumes, by where they were read.\n\
+             # TYPE vigie_stream_backfill_events_total counter\n\
+             vigie_stream_backfill_events_total{{source=\"ring\"}} {}\n\
+             vigie_stream_backfill_events_total{{source=\"clickhouse\"}} {}",
             m.backfill_ring.load(Relaxed),
             m.backfill_clickhouse.load(Relaxed)
         );
