@@ -1108,3 +1108,41 @@ async fn shutdown_ends_open_streams() {
     .expect("a close frame in time");
     assert_eq!(close, Some(1001));
 }
+
+#[tokio::test]
+async fn vigie_run_serves_the_streams_and_stops_with_clients_connected() {
+    let db = TestDb::new().await;
+    let (_, key) = org(&db, "acme").await;
+    let v = Vigie::start(&db, &[]);
+    let resp = reqwest::Client::new()
+        .get(v.url("/v1/alerts/stream?min_level=medium"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut s = Sse {
+        body: Box::pin(resp.bytes_stream()),
+        buf: Vec::new(),
+    };
+    let ws_url = v.url("/v1/alerts/ws").replacen("http://", "ws://", 1);
+    let (mut w, _) = tokio_tungstenite::connect_async(format!("{ws_url}?access_token={key}"))
+        .await
+        .expect("WebSocket on vigie run");
+    let m = metrics_text(&v).await;
+    assert_eq!(metric_value(&m, "vigie_stream_clients{kind=\"sse\"}"), 1.0);
+    assert_eq!(metric_value(&m, "vigie_stream_clients{kind=\"ws\"}"), 1.0);
+    // SIGTERM: open streams must not hold the graceful shutdown.
+    let status = tokio::task::spawn_blocking(move || v.stop()).await.unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(s.try_frame().await, None);
+    let end = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(m)) = w.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the WebSocket was not closed");
+}

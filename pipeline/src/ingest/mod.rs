@@ -422,7 +422,8 @@ pub fn routes(
         .unify()
 }
 
-/// Serves the routes on `listener` until `shutdown` resolves.
+/// Serves the routes on `listener` until `shutdown` resolves, then closes the live alert
+/// streams (open ones would hold the graceful shutdown) and drains the other requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<IngestState>,
