@@ -47,6 +47,14 @@
 //! `event: lagged` with `data: {"missed":n,"last_event_id":…}`, WebSocket
 //! `{"type":"lagged","missed":n,"last_event_id":…}`, then it continues live. To fill the
 //! gap, reconnect resuming from that `last_event_id` (the last event received before it).
+//!
+//! # Metrics
+//!
+//! [`AlertHub::render_prometheus`], appended to `/metrics`: `vigie_stream_clients{kind}`,
+//! `vigie_stream_connections_total{kind}`, `vigie_stream_events_sent_total{kind}`,
+//! `vigie_stream_lagged_total{kind}` (lag notices), `vigie_stream_lagged_events_total{kind}`,
+//! `vigie_stream_dropped_clients_total{kind}`, `vigie_stream_events_published_total` and
+//! `vigie_stream_backfill_events_total{source="ring"|"clickhouse"}`; `kind` is `sse` or `ws`.
 
 mod hub;
 
