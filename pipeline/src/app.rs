@@ -9,6 +9,7 @@ use vigie_sinks::clickhouse::{migrations, ClickHouseConfig};
 use crate::cli::RunSettings;
 use crate::graph::GraphSpec;
 use crate::ingest::registry::Registry;
+use crate::ingest::stream::{AlertHub, HubConfig};
 use crate::ingest::{serve, IngestState};
 use crate::metrics::Metrics;
 use crate::rules::RuleBook;
@@ -104,6 +105,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         .context("opening the write-ahead log")?;
     let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay, committed_rx);
 
+    // Live alert streams; the dataflow's alerts are published to this hub.
+    let alerts = Arc::new(AlertHub::new(HubConfig::default(), Some(ch.client())));
     let state = Arc::new(IngestState {
         registry: Registry::new(ch.client(), settings.catalog_ttl),
         submissions: dataflow.submissions.clone(),
@@ -112,6 +115,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         clickhouse: ch.clone(),
         // Only the chaos harness's negative control sets this, to show its checks can fail.
         ignore_client_ids: std::env::var_os("VIGIE_UNSAFE_IGNORE_CLIENT_IDS").is_some(),
+        alerts,
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -1,5 +1,6 @@
 //! The ingest HTTP server (warp): `POST /v1/mentions`, `DELETE /v1/mentions/{id}`,
-//! `/healthz`, `/readyz`, `/metrics`.
+//! `/healthz`, `/readyz`, `/metrics`, and the live alert streams of [`stream`]
+//! (`GET /v1/alerts/stream`, `GET /v1/alerts/ws`).
 //!
 //! The API key decides the organisation; a record never does. Records are validated one by
 //! one: valid ones are accepted beside invalid ones, and each rejection names its index,
@@ -7,6 +8,7 @@
 
 pub mod body;
 pub mod registry;
+pub mod stream;
 pub mod validate;
 
 use std::convert::Infallible;
@@ -45,6 +47,8 @@ pub struct IngestState {
     pub clickhouse: ClickHouseConfig,
     /// Negative control of the chaos harness only: ignore client ids (breaks idempotence).
     pub ignore_client_ids: bool,
+    /// Live alert streams: the dataflow publishes, SSE and WebSocket clients subscribe.
+    pub alerts: Arc<stream::AlertHub>,
 }
 
 /// Errors a request can end in; each has one status.
@@ -139,6 +143,12 @@ async fn authenticate(state: &IngestState, headers: &HeaderMap) -> Result<Uuid, 
         .ok_or(IngestError::Unauthorized(
             "Authorization must be: Bearer <ingest key>",
         ))?;
+    org_for_key(state, key).await
+}
+
+/// The organisation of an ingest key (401 when unknown or revoked); also used by the live
+/// streams, whose browser clients may pass the key in the query.
+async fn org_for_key(state: &IngestState, key: &str) -> Result<Uuid, IngestError> {
     match state.registry.org_for_key(key).await {
         Ok(Some(org)) => Ok(org),
         Ok(None) => Err(IngestError::Unauthorized("unknown or revoked ingest key")),
@@ -349,6 +359,7 @@ async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, Infallible
 pub fn routes(
     state: Arc<IngestState>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    let streams = stream::routes(state.clone());
     let with_state = warp::any().map(move || state.clone());
     // Paths before methods, so an unknown path is 404 and a known one with the wrong method 405.
     let post = warp::path!("v1" / "mentions")
@@ -399,7 +410,7 @@ pub fn routes(
             .and(with_state)
             .map(|state: Arc<IngestState>| {
                 warp::reply::with_header(
-                    state.metrics.render(),
+                    state.metrics.render() + &state.alerts.render_prometheus(),
                     "content-type",
                     "text/plain; version=0.0.4",
                 )
@@ -413,16 +424,25 @@ pub fn routes(
         .unify()
         .or(metrics)
         .unify()
+        .or(streams)
+        .unify()
         .recover(recover)
         .unify()
 }
 
-/// Serves the routes on `listener` until `shutdown` resolves.
+/// Serves the routes on `listener` until `shutdown` resolves, then closes the live alert
+/// streams (open ones would hold the graceful shutdown) and drains the other requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<IngestState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    // Live streams never end by themselves: close them when shutting down.
+    let hub = state.alerts.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     warp::serve(routes(state))
         .incoming(listener)
         .graceful(shutdown)
