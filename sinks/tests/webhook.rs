@@ -1037,6 +1037,17 @@ async fn the_catalog_validates_scopes_by_organisation_and_reloads() {
         Ok(()),
         "signed with the caller's secret"
     );
+
+    // publish is plain sync code: a thread outside the runtime can call it.
+    let from_thread = d.clone();
+    let third = alert(org_a, Level::Critical, AlertType::SentimentDip);
+    let sent = third.clone();
+    let p = std::thread::spawn(move || from_thread.publish(Arc::new(sent)))
+        .join()
+        .unwrap();
+    assert_eq!(p.queued, 2);
+    let seen = received(&rx, "/a1", 2).await;
+    assert_eq!(seen[1].header("x-vigie-event-id"), third.id.to_string());
     stop(d).await;
 }
 

@@ -32,6 +32,8 @@ use crate::clickhouse::{ClickHouseConfig, SinkError};
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of a failed response's body kept in the error text.
 const ERROR_BODY_MAX: usize = 256;
+/// Bytes of a response body read at most (the rest is not waited for).
+const DRAIN_MAX: usize = 64 * 1024;
 
 /// How the dispatcher delivers.
 #[derive(Debug, Clone)]
@@ -227,9 +229,12 @@ impl DispatcherHandle {
                 }
                 Err(error) => {
                     out.dropped += 1;
-                    WebhookMetrics::inc(&s.metrics.dropped);
-                    tracing::warn!(webhook_id = %ep.row.id, org_id = %alert.org_id,
-                        alert_id = %alert.id, "webhook delivery {error}");
+                    let total = s.metrics.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    // Warn on the first drop and then at powers of two, not once per alert.
+                    if total.is_power_of_two() {
+                        tracing::warn!(webhook_id = %ep.row.id, org_id = %alert.org_id,
+                            alert_id = %alert.id, dropped_total = total, "webhook delivery {error}");
+                    }
                     s.log_attempt(
                         &ep.row,
                         &alert,
@@ -270,7 +275,7 @@ impl DispatcherHandle {
     pub async fn shutdown(self, timeout: Duration) -> ShutdownReport {
         let s = self.shared;
         s.accepting.store(false, Ordering::Release);
-        let deadline = Instant::now() + timeout;
+        let deadline = after(timeout);
         s.stop.send_replace(Stop::Draining(deadline));
         let mut outstanding = s.outstanding.subscribe();
         let mut report = ShutdownReport::default();
@@ -288,7 +293,7 @@ impl DispatcherHandle {
             let _ = tokio::time::timeout(Duration::from_secs(5), outstanding.wait_for(|n| *n == 0))
                 .await;
         }
-        report.log_rows_unwritten = s.log.flush(Instant::now() + timeout).await;
+        report.log_rows_unwritten = s.log.flush(after(timeout)).await;
         report
     }
 }
@@ -525,6 +530,7 @@ impl Shared {
         };
         let status = resp.status().as_u16();
         if resp.status().is_success() {
+            body_snippet(resp).await; // read to the end: the connection goes back to the pool
             return Attempt::Delivered(status);
         }
         let retry_after = retry_after(
@@ -533,13 +539,8 @@ impl Shared {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok()),
         );
-        let location = resp
-            .status()
-            .is_redirection()
-            .then(|| resp.headers().get(reqwest::header::LOCATION).cloned())
-            .flatten();
         let mut error = format!("HTTP {status}");
-        if location.is_some() || resp.status().is_redirection() {
+        if resp.status().is_redirection() {
             error.push_str(" (redirects are not followed)");
         }
         let snippet = body_snippet(resp).await;
@@ -580,22 +581,34 @@ fn describe(e: reqwest::Error, timeout: Duration) -> String {
     text
 }
 
-/// The start of a response body, as one printable line.
+/// The start of a response body, as one printable line. Reads on (discarding) up to
+/// [`DRAIN_MAX`] bytes, so that a connection whose answer was short can be reused.
 async fn body_snippet(mut resp: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < ERROR_BODY_MAX {
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while read <= DRAIN_MAX {
         match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = ERROR_BODY_MAX.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
             _ => break,
         }
     }
-    buf.truncate(ERROR_BODY_MAX);
-    String::from_utf8_lossy(&buf)
+    String::from_utf8_lossy(&kept)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Resolves once the dispatcher is past its shutdown timeout.
@@ -751,7 +764,7 @@ async fn deliver(
             return;
         }
         let wait = s.cfg.backoff(attempt, retry_after);
-        let wake = Instant::now() + wait;
+        let wake = after(wait);
         let deadline = match *stop.borrow() {
             Stop::Running => None,
             Stop::Draining(deadline) => Some(deadline),

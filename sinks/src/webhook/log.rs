@@ -338,7 +338,10 @@ impl Writer {
                 self.failures = 0;
                 self.retry_at = None;
                 // Leftovers (more than a batch arrived) are due at once.
-                self.since = (self.buf.len() > 0).then(|| Instant::now() - self.flush_interval);
+                self.since = (self.buf.len() > 0).then(|| {
+                    let now = Instant::now();
+                    now.checked_sub(self.flush_interval).unwrap_or(now)
+                });
             }
             Err((written, e)) => {
                 self.metrics
@@ -361,7 +364,7 @@ impl Writer {
                 }
                 let wait = self.retry.backoff(self.failures);
                 self.failures = self.failures.saturating_add(1);
-                self.retry_at = Some(Instant::now() + wait);
+                self.retry_at = Instant::now().checked_add(wait);
                 tracing::warn!(error = %e, buffered = self.buf.len(), ?wait,
                     "writing webhook log rows failed; retrying");
             }
