@@ -1115,7 +1115,11 @@ async fn clickhouse_down_keeps_the_endpoints_and_buffers_the_log() {
     let rows = rows_when(&db, w.id, 1).await;
     assert_eq!(outcomes(&rows), [(1, 200, Outcome::Delivered)]);
     assert_eq!(rows[0].alert_id, a.id);
-    assert_eq!(m.log_rows_written.load(Ordering::Relaxed), 1);
+    // The row can be visible a moment before the writer counts it.
+    eventually("the written row to be counted", LONG, || async {
+        (m.log_rows_written.load(Ordering::Relaxed) == 1).then_some(())
+    })
+    .await;
     assert_eq!(m.log_rows_dropped.load(Ordering::Relaxed), 0);
     stop(d).await;
 }
