@@ -1128,25 +1128,44 @@ async fn clickhouse_down_keeps_the_endpoints_and_buffers_the_log() {
 async fn shutdown_cuts_off_what_is_left_at_the_timeout_and_flushes_the_log() {
     let db = Db::new().await;
     let rx = Receiver::start().await;
+    rx.always(
+        "/busy",
+        Reply {
+            status: 503,
+            headers: vec![("retry-after", "30")],
+        },
+    );
     let hang = Hanging::start().await;
     let org = Uuid::new_v4();
     let stuck = hook(&db, org, &hang.url(), Level::Low, vec![], Format::Json).await;
     let ok = hook(&db, org, &rx.url("/ok"), Level::Low, vec![], Format::Json).await;
+    let busy = hook(&db, org, &rx.url("/busy"), Level::Low, vec![], Format::Json).await;
     let cfg = DispatcherConfig {
         request_timeout: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(60),
+        max_in_flight_per_endpoint: 1,
         ..fast()
     };
     let d = Dispatcher::start(cfg, db.0.clone()).await;
     let other_handle = d.clone();
-    let a = alert(org, Level::Low, AlertType::VolumeSpike);
-    assert_eq!(d.publish(Arc::new(a.clone())).queued, 2);
-    received(&rx, "/ok", 1).await;
+    for _ in 0..2 {
+        let a = alert(org, Level::Low, AlertType::VolumeSpike);
+        assert_eq!(d.publish(Arc::new(a)).queued, 3);
+    }
+    // ok: both delivered. busy: both failed once and wait 30 s (Retry-After). stuck: one
+    // request hangs, the other alert waits for the endpoint's only slot.
+    let m = d.metrics();
+    eventually(
+        "the healthy deliveries and the busy retries",
+        LONG,
+        || async {
+            (m.delivered.load(Ordering::Relaxed) == 2 && m.retried.load(Ordering::Relaxed) == 2)
+                .then_some(())
+        },
+    )
+    .await;
     eventually("the hanging request", LONG, || async {
         (hang.accepted() == 1).then_some(())
-    })
-    .await;
-    eventually("the healthy delivery to finish", LONG, || async {
-        (d.metrics().delivered.load(Ordering::Relaxed) == 1).then_some(())
     })
     .await;
 
@@ -1155,21 +1174,65 @@ async fn shutdown_cuts_off_what_is_left_at_the_timeout_and_flushes_the_log() {
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(900), "{took:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
-    assert_eq!(report.aborted, 1);
+    assert_eq!(report.aborted, 2, "the two stuck deliveries");
     assert_eq!(report.log_rows_unwritten, 0);
-    // Flushed: the rows are there without waiting.
+    assert_eq!(hang.accepted(), 1);
+    assert_eq!(rx.seen("/busy").len(), 2, "no retry during the shutdown");
+
+    // Flushed: every row is there without waiting.
+    let delivered = db.attempts(ok.id).await;
     assert_eq!(
-        outcomes(&db.attempts(ok.id).await),
-        [(1, 200, Outcome::Delivered)]
+        outcomes(&delivered),
+        [(1, 200, Outcome::Delivered), (1, 200, Outcome::Delivered)]
     );
-    let cut = db.attempts(stuck.id).await;
-    assert_eq!(outcomes(&cut), [(1, 0, Outcome::DeadLetter)]);
-    assert!(cut[0].error.contains("shut down"), "{}", cut[0].error);
-    let dead = db.dead_letters(stuck.id).await;
-    assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].alert_id, dead[0].attempts), (a.id, 1));
+    // Busy: the retry due in 30 s is given up on at once, keeping the last real answer.
+    let rows = db.attempts(busy.id).await;
+    let mut kinds: Vec<(u16, u16, Outcome)> = outcomes(&rows);
+    kinds.sort_by_key(|k| (k.0, k.1));
+    assert_eq!(
+        kinds,
+        [
+            (1, 503, Outcome::Retrying),
+            (1, 503, Outcome::Retrying),
+            (2, 0, Outcome::DeadLetter),
+            (2, 0, Outcome::DeadLetter)
+        ]
+    );
+    let dead = db.dead_letters(busy.id).await;
+    assert_eq!(dead.len(), 2);
+    for dl in &dead {
+        assert_eq!((dl.attempts, dl.last_status), (1, 503));
+        assert!(
+            dl.last_error.contains("HTTP 503") && dl.last_error.contains("shut down"),
+            "{}",
+            dl.last_error
+        );
+    }
+    // Stuck: the hanging request is cut off; the queued one was never attempted.
+    let rows = db.attempts(stuck.id).await;
+    assert_eq!(
+        outcomes(&rows),
+        [(1, 0, Outcome::DeadLetter), (1, 0, Outcome::DeadLetter)]
+    );
+    let mut errors: Vec<&str> = rows.iter().map(|r| r.error.as_str()).collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            "dispatcher shut down before attempt 1",
+            "dispatcher shut down during attempt 1"
+        ]
+    );
+    let mut attempts: Vec<u16> = db
+        .dead_letters(stuck.id)
+        .await
+        .iter()
+        .map(|d| d.attempts)
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, [0, 1]);
 
     // Once shut down, no clone takes alerts any more.
     let p = other_handle.publish(Arc::new(alert(org, Level::Low, AlertType::VolumeSpike)));
-    assert_eq!((p.queued, p.dropped), (0, 2));
+    assert_eq!((p.queued, p.dropped), (0, 3));
 }

@@ -651,7 +651,7 @@ async fn deliver(
     let key = (first.row.org_id, first.row.id);
     let mut ep = first;
     let mut last_status = 0u16;
-    let mut last_error;
+    let mut last_error = String::new();
     let mut attempt: u16 = 1;
     loop {
         if attempt > 1 {
@@ -678,18 +678,41 @@ async fn deliver(
             }
         }
         let permit = tokio::select! {
-            p = ep.in_flight.clone().acquire_owned() => p.ok(),
+            biased;
             _ = aborted(&mut stop) => None,
+            p = ep.in_flight.clone().acquire_owned() => p.ok(),
+        };
+        // A slot freed by the shutdown cut-off is not used for a new request.
+        let permit = permit.filter(|_| *stop.borrow() != Stop::Abort);
+        let Some(permit) = permit else {
+            // Still waiting for a slot at the shutdown timeout: never attempted.
+            let error = format!("dispatcher shut down before attempt {attempt}");
+            s.log_attempt(
+                &ep.row,
+                &alert,
+                attempt,
+                now_secs(),
+                0,
+                Outcome::DeadLetter,
+                &error,
+                Duration::ZERO,
+            );
+            let last = if attempt > 1 {
+                format!("{last_error}; {error}")
+            } else {
+                error
+            };
+            s.dead_letter(&ep.row, &alert, &body, attempt - 1, last_status, &last);
+            return;
         };
         let attempted_at = now_secs();
         let started = Instant::now();
-        let result = match permit {
-            None => Attempt::Aborted,
-            Some(_permit) => tokio::select! {
-                r = s.send(&ep.row, &alert, attempt, &body) => r,
-                _ = aborted(&mut stop) => Attempt::Aborted,
-            },
+        let result = tokio::select! {
+            biased;
+            _ = aborted(&mut stop) => Attempt::Aborted,
+            r = s.send(&ep.row, &alert, attempt, &body) => r,
         };
+        drop(permit);
         let took = started.elapsed();
         let (status, error, retry_after) = match result {
             Attempt::Delivered(status) => {

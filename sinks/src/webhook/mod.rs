@@ -1,7 +1,7 @@
 //! Signed webhooks: per-organisation endpoints that receive alerts as they are raised.
 //!
 //! - [`catalog`]: the endpoints (`webhooks` table): add, list, enable/disable.
-//! - [`sign`]: `X-Vigie-Signature` — HMAC-SHA256 over `"<timestamp>." + body`; [`verify`]
+//! - [`sign`](mod@sign): `X-Vigie-Signature` — HMAC-SHA256 over `"<timestamp>." + body`; [`verify`]
 //!   is what a Rust receiver calls.
 //! - [`payload`]: the bodies (`json`: the [`AlertEvent`](crate::alert::AlertEvent) JSON;
 //!   `slack`: a Slack incoming-webhook message) and the headers of each attempt.
