@@ -1236,3 +1236,50 @@ async fn shutdown_cuts_off_what_is_left_at_the_timeout_and_flushes_the_log() {
     let p = other_handle.publish(Arc::new(alert(org, Level::Low, AlertType::VolumeSpike)));
     assert_eq!((p.queued, p.dropped), (0, 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_are_spoken_to_in_tls() {
+    use tokio::io::AsyncReadExt;
+    let db = Db::new().await;
+    // Not a TLS server: it records the first byte the client sends, then hangs up.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut b = [0u8; 1];
+            if s.read_exact(&mut b).await.is_ok() {
+                let _ = first_tx.send(b[0]);
+            }
+        }
+    });
+    let org = Uuid::new_v4();
+    let w = hook(
+        &db,
+        org,
+        &format!("https://{addr}/hook"),
+        Level::Low,
+        vec![],
+        Format::Json,
+    )
+    .await;
+    let cfg = DispatcherConfig {
+        max_attempts: 1,
+        ..fast()
+    };
+    let d = Dispatcher::start(cfg, db.0.clone()).await;
+    d.publish(Arc::new(alert(org, Level::Low, AlertType::VolumeSpike)));
+    let first = tokio::time::timeout(LONG, first_rx.recv())
+        .await
+        .expect("the client connects")
+        .unwrap();
+    assert_eq!(first, 0x16, "a TLS handshake record (ClientHello)");
+    let rows = rows_when(&db, w.id, 1).await;
+    assert_eq!(outcomes(&rows), [(1, 0, Outcome::DeadLetter)]);
+    assert!(
+        !rows[0].error.contains("127.0.0.1"),
+        "no URL in errors: {}",
+        rows[0].error
+    );
+    stop(d).await;
+}
