@@ -8,5 +8,6 @@
 pub mod alert;
 pub mod clickhouse;
 pub mod metrics;
+pub mod webhook;
 
 pub use metrics::SinkMetrics;
