@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde_json::json;
 use vigie_sinks::clickhouse::{catalog, migrations, ClickHouseConfig};
 
-use crate::cli::{OrgCommand, RulesCommand, SourceCommand};
+use crate::cli::{OrgCommand, RulesCommand, SourceCommand, WebhookCommand};
 use crate::domain::{Source, SourceType};
 
 /// `vigie migrate`.
@@ -128,6 +128,61 @@ pub async fn rules(ch: &ClickHouseConfig, cmd: RulesCommand) -> anyhow::Result<(
                 .map_err(|e| anyhow::anyhow!("invalid rules: {e}"))?;
             crate::rules::store(&client, org, &rules).await?;
             println!("{}", serde_json::to_string_pretty(&rules)?);
+        }
+    }
+    Ok(())
+}
+
+/// `vigie webhook …`.
+pub async fn webhook(ch: &ClickHouseConfig, cmd: WebhookCommand) -> anyhow::Result<()> {
+    use vigie_sinks::webhook::{self as wh, Format};
+    let client = ch.client();
+    match cmd {
+        WebhookCommand::Add {
+            org,
+            url,
+            secret,
+            min_level,
+            types,
+            format,
+            json,
+        } => {
+            if catalog::get_org(&client, org).await?.is_none() {
+                anyhow::bail!("no organisation {org}");
+            }
+            let format: Format = format
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+            let row = wh::add_webhook(&client, org, &url, secret, min_level, types, format).await?;
+            if json {
+                println!("{}", json!({"webhook_id": row.id, "secret": row.secret}));
+            } else {
+                println!(
+                    "webhook {} added for {}\nsigning secret (shown once): {}",
+                    row.id, row.url, row.secret
+                );
+            }
+        }
+        WebhookCommand::List { org } => {
+            for row in wh::list_webhooks(&client, org).await? {
+                println!(
+                    "{}",
+                    json!({"webhook_id": row.id, "url": row.url, "enabled": row.enabled == 1,
+                        "min_level": vigie_sinks::alert::Level::from_code(row.min_level).map(|l| l.as_str()),
+                        "types": row.types, "format": row.body_format().map(|f| f.as_str())})
+                );
+            }
+        }
+        WebhookCommand::Disable { org, id } | WebhookCommand::Enable { org, id } => {
+            let enabled = matches!(cmd, WebhookCommand::Enable { .. });
+            match wh::set_webhook_enabled(&client, org, id, enabled).await? {
+                Some(row) => println!(
+                    "webhook {} {}",
+                    row.id,
+                    if enabled { "enabled" } else { "disabled" }
+                ),
+                None => anyhow::bail!("organisation {org} has no webhook {id}"),
+            }
         }
     }
     Ok(())

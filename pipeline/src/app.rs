@@ -16,6 +16,11 @@ use crate::rules::RuleBook;
 use crate::runtime::{Dataflow, RuntimeConfig};
 use crate::sink::{self, SinkConfig};
 use crate::wal::Wal;
+use vigie_sinks::webhook::{Dispatcher, DispatcherConfig};
+
+/// The write-ahead log's directory under the data dir. Named after its record format
+/// (version 2 added the matched keywords), so an older log is never misread.
+pub const WAL_DIR: &str = "wal-v2";
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -93,7 +98,27 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             &sink::progress_target(&ch),
         ),
     };
-    let publishers: Vec<sink::AlertPublisher> = Vec::new();
+    // Alerts go to the live streams' hub and to the webhook dispatcher; neither blocks.
+    let alerts = Arc::new(AlertHub::new(HubConfig::default(), Some(ch.client())));
+    let webhooks = Dispatcher::start(DispatcherConfig::default(), ch.clone()).await;
+    {
+        let w = webhooks.metrics();
+        if let Ok(mut extra) = metrics.extra.lock() {
+            extra.push(Arc::new(move || w.render_prometheus()));
+        }
+    }
+    let publishers: Vec<sink::AlertPublisher> = vec![
+        {
+            let hub = alerts.clone();
+            Arc::new(move |a| hub.publish(a))
+        },
+        {
+            let webhooks = webhooks.clone();
+            Arc::new(move |a| {
+                webhooks.publish(a);
+            })
+        },
+    ];
     let sink_task = tokio::spawn(sink::run(
         sink_cfg,
         sink_rx,
@@ -101,12 +126,17 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         committed_tx,
         publishers,
     ));
-    let (wal, replay) = Wal::open(&settings.data_dir.join("wal"), settings.wal_segment_bytes)
+    let old_wal = settings.data_dir.join("wal");
+    if std::fs::read_dir(&old_wal).is_ok_and(|mut d| d.next().is_some()) {
+        tracing::warn!(
+            path = %old_wal.display(),
+            "a write-ahead log of an older vigie is here; it is not replayed (its records lack matched keywords). Delete it once its mentions are in ClickHouse"
+        );
+    }
+    let (wal, replay) = Wal::open(&settings.data_dir.join(WAL_DIR), settings.wal_segment_bytes)
         .context("opening the write-ahead log")?;
     let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay, committed_rx);
 
-    // Live alert streams; the dataflow's alerts are published to this hub.
-    let alerts = Arc::new(AlertHub::new(HubConfig::default(), Some(ch.client())));
     let state = Arc::new(IngestState {
         registry: Registry::new(ch.client(), settings.catalog_ttl),
         submissions: dataflow.submissions.clone(),
@@ -133,6 +163,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     };
     let drained = tokio::time::timeout(settings.shutdown_timeout, drain).await;
     rules_task.abort();
+    let report = webhooks.shutdown(settings.shutdown_timeout / 2).await;
+    tracing::info!(?report, "webhook dispatcher stopped");
     match drained {
         Ok(r) => {
             r?;

@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
             Command::Org(cmd) => admin::org(&ch, cmd).await,
             Command::Source(cmd) => admin::source(&ch, cmd).await,
             Command::Rules(cmd) => admin::rules(&ch, cmd).await,
-            Command::Webhook(_cmd) => anyhow::bail!("webhooks: not wired yet"),
+            Command::Webhook(cmd) => admin::webhook(&ch, cmd).await,
             Command::Gen(opts) => gen::run(opts).await,
             Command::Replay(opts) => replay::run(opts).await,
             Command::Score(_) => unreachable!("handled above"),

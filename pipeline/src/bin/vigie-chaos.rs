@@ -83,7 +83,7 @@ struct Run {
 
 /// Bytes of the write-ahead log on disk.
 fn wal_bytes(data_dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(data_dir.join("wal"))
+    std::fs::read_dir(data_dir.join(vigie_pipeline::app::WAL_DIR))
         .map(|d| {
             d.filter_map(|e| e.ok()?.metadata().ok())
                 .map(|m| m.len())
