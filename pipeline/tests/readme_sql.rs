@@ -13,6 +13,15 @@ async fn the_documented_bi_queries_run() {
     let db = TestDb::new().await;
     let (org, key) = db.create_org("acme");
     let src = db.add_source(org, "r/acme");
+    // Low enough that the negative mentions below raise alerts for the alert queries.
+    db.cli(&[
+        "rules",
+        "set",
+        "--org",
+        &org.to_string(),
+        "--json",
+        r#"{"critical_mention": {"min_virality": 10}}"#,
+    ]);
     let v = Vigie::start(&db, &[]);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let records: Vec<_> = (0..10)
@@ -20,10 +29,10 @@ async fn the_documented_bi_queries_run() {
             mention(
                 Uuid::new_v4(),
                 src,
-                if i % 2 == 0 {
-                    "love it"
+                &if i % 2 == 0 {
+                    format!("love acme {i}")
                 } else {
-                    "terrible, awful"
+                    format!("acme is terrible, awful {i}")
                 },
                 &rfc3339(now - i * 3600),
             )
@@ -37,7 +46,8 @@ async fn the_documented_bi_queries_run() {
             "SELECT count() FROM trends_current WHERE granularity = 'hour'",
         )
         .await
-            >= 10.0)
+            >= 10.0
+            && scalar(&db, "SELECT count() FROM alerts FINAL").await >= 1.0)
             .then_some(())
     })
     .await;

@@ -1,0 +1,353 @@
+//! Alert latency end to end: a mention is posted to a real `vigie run`; the time until its
+//! alert reaches (a) a webhook receiver on 127.0.0.1 and (b) an SSE client is measured,
+//! mention after mention, optionally under a steady background load.
+//!
+//! ```text
+//! cargo build --release -p vigie-pipeline -p vigie-benches
+//! VIGIE_TEST_CLICKHOUSE_URL=http://127.0.0.1:18123 \
+//!   target/release/alert_latency --alerts 300 --background 5000
+//! ```
+//!
+//! Each triggering mention is a negative, widely shared post of a new story, so the
+//! critical-mention rule raises one alert per mention. Posting waits for the ack (the
+//! write-ahead log's fsync), so "post → webhook" includes ingest, the log, the dataflow,
+//! the dispatcher and the HTTP delivery.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn cli(vigie: &str, url: &str, db: &str, args: &[&str]) -> String {
+    let out = Command::new(vigie)
+        .args(["--clickhouse-url", url, "--database", db, "--log", "warn"])
+        .args(args)
+        .output()
+        .expect("running vigie");
+    assert!(
+        out.status.success(),
+        "vigie {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Records, per alert's first mention id, when a webhook delivery arrived.
+async fn receiver(arrivals: Arrivals) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let arrivals = arrivals.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let at = Instant::now();
+                            let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + len])
+                                .unwrap_or_default();
+                            buf.drain(..end + 4 + len);
+                            if let Some(m) = body["mention_ids"][0].as_str() {
+                                arrivals.lock().unwrap().insert(m.to_string(), at);
+                            }
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                            continue;
+                        }
+                    }
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+fn sse(url: String, key: String, arrivals: Arrivals) {
+    tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let mut stream = resp.bytes_stream();
+        let mut text = String::new();
+        while let Some(Ok(bytes)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+            while let Some(end) = text.find("\n\n") {
+                let at = Instant::now();
+                let frame: String = text.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
+                    let v: Value = serde_json::from_str(data.trim()).unwrap_or_default();
+                    if let Some(m) = v["mention_ids"][0].as_str() {
+                        arrivals.lock().unwrap().insert(m.to_string(), at);
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let vigie = arg("--vigie").unwrap_or_else(|| "target/release/vigie".into());
+    let ch = arg("--clickhouse")
+        .or_else(|| std::env::var("VIGIE_TEST_CLICKHOUSE_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8123".into());
+    let n: usize = arg("--alerts").and_then(|v| v.parse().ok()).unwrap_or(200);
+    let background: u64 = arg("--background")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let db = format!("vigie_bench_{}", Uuid::new_v4().simple());
+    cli(&vigie, &ch, &db, &["migrate"]);
+    let org: Value = serde_json::from_str(&cli(
+        &vigie,
+        &ch,
+        &db,
+        &["org", "create", "bench", "--json"],
+    ))
+    .unwrap();
+    let org_id = org["org_id"].as_str().unwrap().to_string();
+    let key = org["ingest_key"].as_str().unwrap().to_string();
+    let src: Value = serde_json::from_str(&cli(
+        &vigie,
+        &ch,
+        &db,
+        &[
+            "source",
+            "add",
+            "--org",
+            &org_id,
+            "--type",
+            "twitter",
+            "--name",
+            "x",
+            "--keywords",
+            "acme",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let source = src["source_id"].as_str().unwrap().to_string();
+    cli(
+        &vigie,
+        &ch,
+        &db,
+        &[
+            "rules",
+            "set",
+            "--org",
+            &org_id,
+            "--json",
+            r#"{"volume_spike": {"enabled": false}, "sentiment_dip": {"enabled": false}, "critical_mention": {"min_virality": 50}}"#,
+        ],
+    );
+    let hooks: Arrivals = Arc::default();
+    let streamed: Arrivals = Arc::default();
+    let hook_url = receiver(hooks.clone()).await;
+    cli(
+        &vigie,
+        &ch,
+        &db,
+        &[
+            "webhook", "add", "--org", &org_id, "--url", &hook_url, "--json",
+        ],
+    );
+    let data_dir = std::env::temp_dir().join(format!("vigie-bench-{}", Uuid::new_v4().simple()));
+    let mut child = Command::new(&vigie)
+        .args([
+            "--clickhouse-url",
+            &ch,
+            "--database",
+            &db,
+            "--log",
+            "warn",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting vigie run");
+    let stdout = child.stdout.take().unwrap();
+    let child = Killed(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("vigie exited").unwrap();
+        if let Some(u) = line.strip_prefix("vigie listening on ") {
+            break u.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    sse(
+        format!("{base}/v1/alerts/stream"),
+        key.clone(),
+        streamed.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    if background > 0 {
+        let (client, base, key, source) =
+            (client.clone(), base.clone(), key.clone(), source.clone());
+        tokio::spawn(async move {
+            let batch = 250u64;
+            let every = Duration::from_secs_f64(batch as f64 / background as f64);
+            let mut tick = tokio::time::interval(every);
+            let mut i = 0u64;
+            loop {
+                tick.tick().await;
+                let body: String = (0..batch)
+                    .map(|_| {
+                        i += 1;
+                        json!({"source_id": source, "text": format!("acme order {i} arrived, fine"), "author": "@bg",
+                            "url": "https://x.example/s/1", "created_at": rfc3339(now_secs())}).to_string() + "\n"
+                    })
+                    .collect();
+                let _ = client
+                    .post(format!("{base}/v1/mentions"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let mut to_hook = Vec::new();
+    let mut to_sse = Vec::new();
+    let mut ack = Vec::new();
+    for i in 0..n {
+        let id = Uuid::new_v4().to_string();
+        let body = json!({"id": id, "source_id": source, "author": "@angry", "url": "https://x.example/s/2",
+            "text": format!("acme scandal {i}: awful, dangerous, worst company ever"),
+            "created_at": rfc3339(now_secs()), "shares": 3000, "likes": 9000, "author_followers": 500});
+        let sent = Instant::now();
+        let resp = client
+            .post(format!("{base}/v1/mentions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            202,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+        ack.push(sent.elapsed().as_secs_f64() * 1000.0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let h = hooks.lock().unwrap().get(&id).copied();
+            let s = streamed.lock().unwrap().get(&id).copied();
+            if let (Some(h), Some(s)) = (h, s) {
+                to_hook.push((h - sent).as_secs_f64() * 1000.0);
+                to_sse.push((s - sent).as_secs_f64() * 1000.0);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alert {i} not delivered within 10 s"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    for v in [&mut to_hook, &mut to_sse, &mut ack] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    println!("alerts: {n}, background load: {background} mentions/s");
+    for (name, v) in [
+        ("post → ack", &ack),
+        ("post → webhook received", &to_hook),
+        ("post → SSE event", &to_sse),
+    ] {
+        println!(
+            "{name:<26} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for l in metrics.lines().filter(|l| {
+        l.starts_with("vigie_alert_latency_seconds_bucket")
+            || l.starts_with("vigie_webhook_delivered")
+    }) {
+        println!("{l}");
+    }
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = reqwest::Client::new()
+        .post(&ch)
+        .body(format!("DROP DATABASE IF EXISTS {db}"))
+        .send()
+        .await;
+}
