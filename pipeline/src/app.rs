@@ -13,7 +13,7 @@ use crate::ingest::stream::{AlertHub, HubConfig};
 use crate::ingest::{serve, IngestState};
 use crate::metrics::Metrics;
 use crate::rules::RuleBook;
-use crate::runtime::{Dataflow, RuntimeConfig};
+use crate::runtime::{AlertTap, Dataflow, RuntimeConfig};
 use crate::sink::{self, SinkConfig};
 use crate::wal::Wal;
 use vigie_sinks::webhook::{Dispatcher, DispatcherConfig};
@@ -119,13 +119,17 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             })
         },
     ];
-    let sink_task = tokio::spawn(sink::run(
-        sink_cfg,
-        sink_rx,
-        metrics.clone(),
-        committed_tx,
-        publishers,
-    ));
+    let (alert_tx, alert_rx) = mpsc::channel(16_384);
+    let push_task = tokio::spawn(sink::push_alerts(alert_rx, publishers, metrics.clone()));
+    let runtime = RuntimeConfig {
+        alert_tap: Some(AlertTap {
+            tx: alert_tx,
+            skip_below: sink_cfg.skip_below,
+            dropped: metrics.alerts_unpushed.clone(),
+        }),
+        ..runtime
+    };
+    let sink_task = tokio::spawn(sink::run(sink_cfg, sink_rx, metrics.clone(), committed_tx));
     let old_wal = settings.data_dir.join("wal");
     if std::fs::read_dir(&old_wal).is_ok_and(|mut d| d.next().is_some()) {
         tracing::warn!(
@@ -162,6 +166,9 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         sink_task.await.context("sink task")
     };
     let drained = tokio::time::timeout(settings.shutdown_timeout, drain).await;
+    // The workers are gone, so is the tap's sender: the push task ends once it has handed
+    // over every alert.
+    let _ = tokio::time::timeout(settings.shutdown_timeout / 4, push_task).await;
     rules_task.abort();
     let report = webhooks.shutdown(settings.shutdown_timeout / 2).await;
     tracing::info!(?report, "webhook dispatcher stopped");

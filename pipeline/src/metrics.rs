@@ -85,6 +85,8 @@ pub struct Metrics {
     pub late_mentions: Arc<AtomicU64>,
     /// Alerts raised (not counting replays of the write-ahead log).
     pub alerts_raised: AtomicU64,
+    /// Alerts stored but not pushed because the push channel was full.
+    pub alerts_unpushed: Arc<AtomicU64>,
     /// Time from an alert's dataflow time (the ingest epoch of the mention that raised it)
     /// to its hand-off to webhooks and live streams.
     pub alert_latency: Histogram,
@@ -226,6 +228,12 @@ impl Metrics {
             "vigie_alerts_raised_total",
             "Alerts raised.",
             self.alerts_raised.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "vigie_alerts_unpushed_total",
+            "Alerts stored but not pushed to webhooks and streams (push channel full).",
+            self.alerts_unpushed.load(Relaxed),
         );
         self.alert_latency.render(
             &mut out,

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::graph::emit::{emit, SinkBatch};
-use crate::graph::records::{MentionBody, MentionKey};
+use crate::graph::records::{AlertRecord, Change, MentionBody, MentionKey};
 use crate::graph::{build, GraphSpec, Upsert};
 use crate::metrics::Metrics;
 use crate::wal::{LoggedEpoch, Wal};
@@ -32,6 +32,8 @@ pub struct RuntimeConfig {
     pub workers: usize,
     /// Scoring, lateness and alert rules.
     pub graph: GraphSpec,
+    /// Where raised alerts are handed as soon as the graph raises them (before the sink).
+    pub alert_tap: Option<AlertTap>,
     /// An epoch closes after this long …
     pub epoch_max_wait: Duration,
     /// … or once it holds this many records.
@@ -47,12 +49,27 @@ impl Default for RuntimeConfig {
         Self {
             workers: 1,
             graph: GraphSpec::default(),
+            alert_tap: None,
             epoch_max_wait: Duration::from_millis(5),
             epoch_max_records: 50_000,
             channel_depth: 64,
             wal_max_bytes: 8 << 30,
         }
     }
+}
+
+/// Hands raised alerts, with the dataflow time that raised them, to the push side (webhooks,
+/// live streams) without waiting for the ClickHouse sink. Never blocks a worker: when the
+/// channel is full the alert is only stored (and found by stream resumes).
+#[derive(Debug, Clone)]
+pub struct AlertTap {
+    /// The channel.
+    pub tx: mpsc::Sender<(AlertRecord, u64)>,
+    /// Alerts of dataflow times below this were pushed before a restart (a replay of the
+    /// write-ahead log raises them again): not pushed twice.
+    pub skip_below: u64,
+    /// Counts alerts dropped because the channel was full.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Records accepted by one ingest request, answered with the epoch they entered.
@@ -109,6 +126,7 @@ impl Dataflow {
         }
         let receivers = Arc::new(receivers);
         let graph = cfg.graph.clone();
+        let tap = cfg.alert_tap.clone();
         let worker_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("timely".into())
@@ -122,6 +140,7 @@ impl Dataflow {
                         &mut rx,
                         sink.clone(),
                         graph.clone(),
+                        tap.clone(),
                         &worker_metrics,
                     );
                 })?;
@@ -156,6 +175,7 @@ fn run_worker(
     rx: &mut mpsc::Receiver<Epoch>,
     sink: mpsc::Sender<SinkBatch>,
     graph: GraphSpec,
+    tap: Option<AlertTap>,
     metrics: &Metrics,
 ) {
     let index = worker.index();
@@ -164,7 +184,23 @@ fn run_worker(
     worker.dataflow::<u64, _, _>(|scope| {
         use timely::dataflow::operators::Input;
         let upserts = scope.input_from(&mut input);
-        let changes = build(upserts, graph.clone());
+        let mut changes = build(upserts, graph.clone());
+        if let Some(tap) = tap {
+            use timely::dataflow::operators::Inspect;
+            changes = differential_dataflow::AsCollection::as_collection(changes.inner.inspect(
+                move |(change, time, diff)| {
+                    if let Change::Alert(a) = change {
+                        if *diff > 0
+                            && *time >= tap.skip_below
+                            && tap.tx.try_send((a.clone(), *time)).is_err()
+                        {
+                            tap.dropped
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                },
+            ));
+        }
         let changes =
             differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
         emit(changes, index, sink);

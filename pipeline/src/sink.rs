@@ -213,6 +213,31 @@ pub fn progress_target(cfg: &ClickHouseConfig) -> String {
 /// Where raised alerts are handed (webhook dispatcher, live streams); must not block.
 pub type AlertPublisher = Arc<dyn Fn(Arc<AlertEvent>) + Send + Sync>;
 
+/// Hands every alert the graph raises to `publishers`, as soon as it is raised: before its
+/// row is written (consumers dedupe on the id; a crash before the write re-raises the same
+/// alert from the write-ahead log).
+pub async fn push_alerts(
+    mut rx: mpsc::Receiver<(AlertRecord, u64)>,
+    publishers: Vec<AlertPublisher>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some((a, time)) = rx.recv().await {
+        let event = Arc::new(alert_event(&a, time));
+        metrics
+            .alerts_raised
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        metrics
+            .alert_latency
+            .observe(Duration::from_millis(now_ms.saturating_sub(time)));
+        for p in &publishers {
+            p(event.clone());
+        }
+    }
+}
+
 /// Consumes the graph's batches until the channel closes, then flushes everything.
 ///
 /// After each flush, every dataflow time below the minimum of the workers'
@@ -223,7 +248,6 @@ pub async fn run(
     mut rx: mpsc::Receiver<SinkBatch>,
     metrics: Arc<Metrics>,
     committed: watch::Sender<u64>,
-    publishers: Vec<AlertPublisher>,
 ) {
     let ch = &cfg.clickhouse;
     let mut alerts = BatchWriter::<AlertRow>::new(
@@ -277,21 +301,6 @@ pub async fn run(
             }
             deletions.extend(w.deletions);
             for a in w.alerts {
-                let a = Arc::new(a);
-                metrics
-                    .alerts_raised
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                metrics
-                    .alert_latency
-                    .observe(Duration::from_millis(now_ms.saturating_sub(a.version)));
-                // Pushed before the row is written: consumers dedupe on the id, and a crash
-                // before the write re-raises the same alert from the write-ahead log.
-                for p in &publishers {
-                    p(a.clone());
-                }
                 alerts.push(a.row());
             }
         }
