@@ -83,6 +83,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             lateness: settings.lateness,
             rules,
             late: metrics.late_mentions.clone(),
+            gauges: metrics.state.clone(),
         },
         ..RuntimeConfig::default()
     };

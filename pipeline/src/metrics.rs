@@ -85,6 +85,8 @@ pub struct Metrics {
     pub late_mentions: Arc<AtomicU64>,
     /// Alerts raised (not counting replays of the write-ahead log).
     pub alerts_raised: AtomicU64,
+    /// Sizes of the event-time stages' state.
+    pub state: Arc<crate::graph::StateGauges>,
     /// Alerts stored but not pushed because the push channel was full.
     pub alerts_unpushed: Arc<AtomicU64>,
     /// Time from an alert's dataflow time (the ingest epoch of the mention that raised it)
@@ -240,6 +242,22 @@ impl Metrics {
             "vigie_alert_latency_seconds",
             "From the ingest epoch of the mention that raised an alert to its hand-off to webhooks and streams.",
         );
+        let st = &self.state;
+        for (name, help, v) in [
+            ("vigie_state_live_members", "Mentions whose story velocity can still change.", &st.live_members),
+            ("vigie_state_stories", "Stories with counts inside the event-time horizon.", &st.stories),
+            ("vigie_state_frozen_velocities", "Final non-zero velocities kept for later updates of their mentions (grows with mentions).", &st.frozen_velocities),
+            ("vigie_state_window_keys", "Window keys with counts inside the horizon.", &st.window_keys),
+            ("vigie_state_window_buckets", "Minute and hour buckets of the window keys.", &st.window_buckets),
+            ("vigie_state_counted_mentions", "Mentions counted in non-final windows.", &st.counted),
+            ("vigie_state_firing_windows", "Non-final windows whose rule condition holds.", &st.firing),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
         self.sink.render(&mut out);
         if let Ok(extra) = self.extra.lock() {
             for f in extra.iter() {

@@ -23,6 +23,7 @@ use vigie_pipeline::graph::records::{MentionBody, MentionKey, Scored};
 use vigie_pipeline::graph::score::score_one;
 use vigie_pipeline::graph::virality::{virality, ViralitySpec};
 use vigie_pipeline::graph::windows::{windows, WindowSpec};
+use vigie_pipeline::graph::StateGauges;
 use vigie_pipeline::rules::RuleBook;
 use vigie_udfs::ScoreConfig;
 
@@ -82,6 +83,8 @@ fn main() {
         let probe = Handle::new();
         let raised = Arc::new(AtomicU64::new(0));
         let late = Arc::new(AtomicU64::new(0));
+        let gauges = Arc::new(StateGauges::default());
+        let g = gauges.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let scored = input.to_collection(scope);
             let rules = Arc::new(RuleBook::default());
@@ -90,6 +93,7 @@ fn main() {
                 ViralitySpec {
                     lateness_us,
                     late: late.clone(),
+                    gauges: gauges.clone(),
                 },
             );
             let firings = windows(
@@ -97,6 +101,7 @@ fn main() {
                 WindowSpec {
                     lateness_us,
                     rules: rules.clone(),
+                    gauges: gauges.clone(),
                 },
             );
             let raised = raised.clone();
@@ -119,7 +124,7 @@ fn main() {
         let mut recent: Vec<Scored> = Vec::with_capacity(4096);
         let mut next_id = 0u128;
         let started = Instant::now();
-        println!("day  mentions  rss_mib  alerts  late  secs");
+        println!("day  mentions  rss_mib  alerts    late  secs  members stories  frozen  win_keys buckets counted firing");
         for day in 0..days {
             let day_started = Instant::now();
             for i in 0..per_day {
@@ -192,14 +197,22 @@ fn main() {
                     }
                 }
             }
+            let l = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
             println!(
-                "{:>3}  {:>8}  {:>7.1}  {:>6}  {:>4}  {:>5.1}",
+                "{:>3}  {:>8}  {:>7.1}  {:>6}  {:>6}  {:>4.1}  {:>7} {:>7} {:>7}  {:>8} {:>7} {:>7} {:>6}",
                 day + 1,
                 (day + 1) * per_day,
                 rss_mib(),
                 raised.load(Ordering::Relaxed),
                 late.load(Ordering::Relaxed),
-                day_started.elapsed().as_secs_f64()
+                day_started.elapsed().as_secs_f64(),
+                l(&g.live_members),
+                l(&g.stories),
+                l(&g.frozen_velocities),
+                l(&g.window_keys),
+                l(&g.window_buckets),
+                l(&g.counted),
+                l(&g.firing),
             );
         }
         let secs = started.elapsed().as_secs_f64();

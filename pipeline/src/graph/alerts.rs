@@ -324,6 +324,7 @@ pub fn alerts<'s>(
     ordered(
         firings.map(AlertInput::Window).concat(candidates),
         "Alerts",
+        true,
         move |_time, changes, out| state.apply(changes, &spec, out),
     )
 }

@@ -19,7 +19,7 @@ pub mod trends;
 pub mod virality;
 pub mod windows;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,38 @@ use records::{Change, MentionBody, MentionKey};
 
 /// One input record: the mention's new body, or `None` to delete it, at a dataflow time.
 pub type Upsert = (MentionKey, Option<MentionBody>, u64);
+
+/// Sizes of the event-time stages' state, summed over workers (exported as `vigie_state_*`
+/// gauges): what the watermark keeps bounded, and the one per-mention part that is not.
+#[derive(Debug, Default)]
+pub struct StateGauges {
+    /// Mentions whose story velocity can still change.
+    pub live_members: AtomicI64,
+    /// Stories with counts inside the horizon.
+    pub stories: AtomicI64,
+    /// Frozen mentions whose (non-zero) velocity is kept for later updates or deletions.
+    pub frozen_velocities: AtomicI64,
+    /// Window keys (organisation, source, keyword) with counts inside the horizon.
+    pub window_keys: AtomicI64,
+    /// Minute and hour buckets held by those keys.
+    pub window_buckets: AtomicI64,
+    /// Mentions counted in non-final windows.
+    pub counted: AtomicI64,
+    /// Non-final windows whose condition holds.
+    pub firing: AtomicI64,
+}
+
+/// One operator's contribution to a gauge: adds the change since its last report.
+#[derive(Debug, Default)]
+pub struct GaugeShare(i64);
+
+impl GaugeShare {
+    /// Reports `now` as this operator's value of `gauge`.
+    pub fn report(&mut self, gauge: &AtomicI64, now: i64) {
+        gauge.fetch_add(now - self.0, std::sync::atomic::Ordering::Relaxed);
+        self.0 = now;
+    }
+}
 
 /// Largest allowed lateness: it must stay below the shortest window
 /// ([`crate::rules::MIN_WINDOW_MINUTES`]) and the hour the virality stage relies on.
@@ -50,6 +82,8 @@ pub struct GraphSpec {
     pub rules: Arc<RuleBook>,
     /// Counts mentions later than the allowed lateness.
     pub late: Arc<AtomicU64>,
+    /// Sizes of the event-time state.
+    pub gauges: Arc<StateGauges>,
 }
 
 impl Default for GraphSpec {
@@ -59,6 +93,7 @@ impl Default for GraphSpec {
             lateness: Duration::from_secs(5 * 60),
             rules: Arc::new(RuleBook::default()),
             late: Arc::new(AtomicU64::new(0)),
+            gauges: Arc::new(StateGauges::default()),
         }
     }
 }
@@ -95,6 +130,7 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
         virality::ViralitySpec {
             lateness_us,
             late: spec.late,
+            gauges: spec.gauges.clone(),
         },
     );
     let trends = trends::trends(scored.clone());
@@ -103,6 +139,7 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
         windows::WindowSpec {
             lateness_us,
             rules: spec.rules.clone(),
+            gauges: spec.gauges.clone(),
         },
     );
     let alerts = alerts::alerts(

@@ -19,12 +19,16 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
-/// Applies `logic(time, changes, out)` to every dataflow time's consolidated changes in
-/// time order, once the input frontier has passed it; `out` holds the output's
-/// differences at that time.
+/// Applies `logic(time, changes, out)` to every dataflow time's changes in time order, once
+/// the input frontier has passed it; `out` holds the output's differences at that time.
+///
+/// With `consolidate`, the changes are consolidated first (needed where a projection makes
+/// some changes cancel out; sorting wide records costs, so stages whose input never holds
+/// cancelling pairs skip it — their logic must not depend on the order of the changes).
 pub fn ordered<'s, D, O, L>(
     input: VecCollection<'s, u64, D>,
     name: &str,
+    consolidate_input: bool,
     mut logic: L,
 ) -> VecCollection<'s, u64, O>
 where
@@ -54,10 +58,11 @@ where
                         break;
                     }
                     let (time, (cap, mut changes)) = entry.remove_entry();
-                    consolidate(&mut changes);
+                    if consolidate_input {
+                        consolidate(&mut changes);
+                    }
                     let mut out = Vec::new();
                     logic(time, changes, &mut out);
-                    consolidate(&mut out);
                     if !out.is_empty() {
                         output
                             .session(&cap)

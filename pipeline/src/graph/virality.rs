@@ -32,6 +32,7 @@ use vigie_udfs::virality::{heat_weight, velocity, HEAT_HORIZON_MINUTES};
 
 use super::ordered::{minute_of_us, ordered, EventClock};
 use super::records::Scored;
+use super::{GaugeShare, StateGauges};
 
 /// Options of the virality stage.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct ViralitySpec {
     pub lateness_us: i64,
     /// Counts mentions inserted later than the allowed lateness.
     pub late: Arc<AtomicU64>,
+    /// Where the state's size is reported.
+    pub gauges: Arc<StateGauges>,
 }
 
 const H: i64 = HEAT_HORIZON_MINUTES as i64;
@@ -130,6 +133,8 @@ impl Org {
 #[derive(Debug, Default)]
 struct State {
     orgs: HashMap<Uuid, Org>,
+    shares: [GaugeShare; 3],
+    ticks: u64,
 }
 
 impl State {
@@ -260,6 +265,20 @@ impl State {
             }
             org.evict(lateness);
         }
+        self.ticks += 1;
+        if self.ticks % 64 != 1 {
+            return;
+        }
+        let (mut members, mut stories, mut frozen) = (0, 0, 0);
+        for o in self.orgs.values() {
+            members += o.members.len() as i64;
+            stories += o.stories.len() as i64;
+            frozen += o.frozen.len() as i64;
+        }
+        let g = &spec.gauges;
+        self.shares[0].report(&g.live_members, members);
+        self.shares[1].report(&g.stories, stories);
+        self.shares[2].report(&g.frozen_velocities, frozen);
     }
 }
 
@@ -319,7 +338,9 @@ pub fn virality<'s>(
     spec: ViralitySpec,
 ) -> VecCollection<'s, u64, Scored> {
     let mut state = State::default();
-    ordered(scored, "Virality", move |_time, changes, out| {
+    // The upsert arrangement never emits cancelling pairs, and `apply` groups changes by
+    // organisation and id (their order does not matter): no consolidation needed.
+    ordered(scored, "Virality", false, move |_time, changes, out| {
         state.apply(changes, &spec, out)
     })
 }

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::ordered::{minute_of_us, ordered, EventClock};
 use super::records::{Firing, MentionKey, Scored, WindowKey, WindowRule};
+use super::{GaugeShare, StateGauges};
 use crate::rules::{AlertRules, RuleBook, MAX_BASELINE_HOURS, MAX_WINDOW_MINUTES};
 
 /// What the windows stage needs of a mention.
@@ -83,6 +84,8 @@ pub struct WindowSpec {
     pub lateness_us: i64,
     /// Rules per organisation.
     pub rules: Arc<RuleBook>,
+    /// Where the state's size is reported.
+    pub gauges: Arc<StateGauges>,
 }
 
 /// Mentions kept per minute as alert samples.
@@ -335,6 +338,8 @@ impl Org {
 #[derive(Default)]
 struct State {
     orgs: HashMap<Uuid, Org>,
+    shares: [GaugeShare; 4],
+    ticks: u64,
 }
 
 impl State {
@@ -411,6 +416,26 @@ impl State {
             }
             org.evict(lateness);
         }
+        self.ticks += 1;
+        if self.ticks % 64 != 1 {
+            return;
+        }
+        let (mut keys, mut buckets, mut counted, mut firing) = (0, 0, 0, 0);
+        for o in self.orgs.values() {
+            keys += o.keys.len() as i64;
+            buckets += o
+                .keys
+                .values()
+                .map(|c| (c.minutes.len() + c.hours.len()) as i64)
+                .sum::<i64>();
+            counted += o.counted.len() as i64;
+            firing += o.firing.len() as i64;
+        }
+        let g = &spec.gauges;
+        self.shares[0].report(&g.window_keys, keys);
+        self.shares[1].report(&g.window_buckets, buckets);
+        self.shares[2].report(&g.counted, counted);
+        self.shares[3].report(&g.firing, firing);
     }
 }
 
@@ -424,6 +449,7 @@ pub fn windows<'s>(
     ordered(
         scored.map(|s| WinRec::of(&s)),
         "Windows",
+        true,
         move |_time, changes, out| state.apply(changes, &spec, out),
     )
 }
