@@ -145,21 +145,33 @@ impl State {
         out: &mut Vec<(Scored, isize)>,
     ) {
         let lateness = spec.lateness_us;
-        let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, (Option<Scored>, Option<Scored>)>> =
-            BTreeMap::new();
+        // Changes grouped by organisation and mention, consolidated per mention (cheap: a
+        // mention has one or two changes at a time, where sorting all the wide records of
+        // a time would not be).
+        let mut grouped: BTreeMap<Uuid, BTreeMap<Uuid, Vec<(Scored, isize)>>> = BTreeMap::new();
         for (rec, diff) in changes {
-            let slot = by_org
+            grouped
                 .entry(rec.key.org)
                 .or_default()
                 .entry(rec.key.id)
-                .or_default();
-            if diff < 0 {
-                slot.0 = Some(rec);
-            } else {
-                slot.1 = Some(rec);
-            }
+                .or_default()
+                .push((rec, diff));
         }
-        for (org_id, keys) in by_org {
+        for (org_id, keys) in grouped {
+            let keys = keys.into_iter().filter_map(|(id, mut recs)| {
+                if recs.len() > 1 {
+                    differential_dataflow::consolidation::consolidate(&mut recs);
+                }
+                let mut slot: (Option<Scored>, Option<Scored>) = (None, None);
+                for (rec, diff) in recs {
+                    if diff < 0 {
+                        slot.0 = Some(rec);
+                    } else if diff > 0 {
+                        slot.1 = Some(rec);
+                    }
+                }
+                (slot.0.is_some() || slot.1.is_some()).then_some((id, slot))
+            });
             let org = self.orgs.entry(org_id).or_default();
             let mut affected = BTreeSet::new();
             let mut fresh = BTreeSet::new();
@@ -338,8 +350,7 @@ pub fn virality<'s>(
     spec: ViralitySpec,
 ) -> VecCollection<'s, u64, Scored> {
     let mut state = State::default();
-    // The upsert arrangement never emits cancelling pairs, and `apply` groups changes by
-    // organisation and id (their order does not matter): no consolidation needed.
+    // `apply` consolidates per mention itself (sorting whole records is costly).
     ordered(scored, "Virality", false, move |_time, changes, out| {
         state.apply(changes, &spec, out)
     })
