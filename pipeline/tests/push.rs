@@ -245,3 +245,56 @@ async fn a_critical_alert_reaches_the_signed_webhook_and_the_sse_stream_of_its_o
 fn now_secs() -> i64 {
     now()
 }
+
+/// A receiver that accepts connections and never answers.
+async fn hanging_receiver() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_receiver_slows_neither_ingest_nor_the_streams() {
+    let db = TestDb::new().await;
+    let (org, key) = db.create_org("acme inc");
+    let source = db.add_source(org, "reddit");
+    let hook = hanging_receiver().await;
+    db.cli(&["webhook", "add", "--org", &org.to_string(), "--url", &hook, "--json"]);
+    db.cli(&[
+        "rules", "set", "--org", &org.to_string(), "--json",
+        r#"{"volume_spike": {"enabled": false}, "sentiment_dip": {"enabled": false},
+            "critical_mention": {"min_virality": 60}}"#,
+    ]);
+    let v = Vigie::start(&db, &[]);
+    let mut stream = sse(v.url("/v1/alerts/stream"), key.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = now();
+    // Forty stories, each a negative, widely shared mention: forty critical alerts, each
+    // one a delivery to the receiver that never answers.
+    for i in 0..40 {
+        let text = format!("acme scandal number {i}: awful, dangerous, worst company ever");
+        let (status, _) = post(&v, Some(&key), "application/json", record(source, &text, now - 60, 5000).to_string()).await;
+        assert_eq!(status, 202, "ingest keeps acknowledging while the receiver hangs");
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    while ids.len() < 40 {
+        let ev = tokio::time::timeout(Duration::from_secs(30), stream.recv())
+            .await
+            .expect("every alert reaches the stream while the webhook hangs")
+            .unwrap();
+        ids.insert(ev["id"].as_str().unwrap().to_string());
+    }
+    // Nothing was delivered, and the mentions are all stored.
+    let text = metrics_text(&v).await;
+    assert_eq!(metric(&text, "vigie_webhook_delivered_total"), 0.0);
+    eventually(Duration::from_secs(20), "the mentions stored", || async {
+        (scalar(&db, "SELECT count() FROM mentions FINAL").await == 40.0).then_some(())
+    })
+    .await;
+}
