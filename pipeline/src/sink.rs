@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use vigie_sinks::alert::{AlertEvent, AlertRow, AlertType, KeyKind, Level};
-use vigie_sinks::clickhouse::rows::{MentionRef, MentionRow, TrendRow};
+use vigie_sinks::clickhouse::rows::{KeywordTrendRow, MentionRef, MentionRow, TrendRow};
 use vigie_sinks::clickhouse::writer::BatchWriter;
 use vigie_sinks::clickhouse::{ClickHouseConfig, SinkError};
 
 use crate::graph::alerts::key_string;
 use crate::graph::emit::SinkBatch;
 use crate::graph::records::{
-    AlertKey, AlertRecord, Change, Scored, Sums, TrendKey, WindowKey, MICROS,
+    AlertKey, AlertRecord, Change, KeywordTrendKey, Scored, Sums, TrendKey, WindowKey, MICROS,
 };
 use crate::graph::score::lang_str;
 use crate::metrics::Metrics;
@@ -125,6 +125,8 @@ pub struct Writes {
     pub deletions: Vec<MentionRef>,
     /// Trend rows to write.
     pub trends: Vec<TrendRow>,
+    /// Keyword trend rows to write.
+    pub keyword_trends: Vec<KeywordTrendRow>,
     /// Alerts raised.
     pub alerts: Vec<AlertEvent>,
 }
@@ -136,6 +138,8 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
     let mut retracted = BTreeSet::new();
     let mut trend_new: BTreeMap<TrendKey, Sums> = BTreeMap::new();
     let mut trend_old: BTreeSet<TrendKey> = BTreeSet::new();
+    let mut kw_new: BTreeMap<KeywordTrendKey, Sums> = BTreeMap::new();
+    let mut kw_old: BTreeSet<KeywordTrendKey> = BTreeSet::new();
     for (change, diff) in changes {
         match change {
             Change::Mention(m) if *diff > 0 => {
@@ -150,6 +154,12 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
             }
             Change::Trend(k, _) => {
                 trend_old.insert(*k);
+            }
+            Change::KeywordTrend(k, s) if *diff > 0 => {
+                kw_new.insert(k.clone(), *s);
+            }
+            Change::KeywordTrend(k, _) => {
+                kw_old.insert(k.clone());
             }
             Change::Alert(a) if *diff > 0 => out.alerts.push(alert_event(a, time)),
             Change::Alert(_) => {}
@@ -167,6 +177,20 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
     }
     out.trends
         .extend(trend_new.iter().map(|(k, s)| trend_row(k, s, time)));
+    let keyword_row = |k: &KeywordTrendKey, s: &Sums| {
+        let as_trend = TrendKey {
+            org: k.org,
+            granularity: k.granularity,
+            bucket: k.bucket,
+            source: uuid::Uuid::nil(),
+        };
+        KeywordTrendRow::from_trend(trend_row(&as_trend, s, time), k.keyword.clone())
+    };
+    for k in kw_old.iter().filter(|k| !kw_new.contains_key(k)) {
+        out.keyword_trends.push(keyword_row(k, &Sums::default()));
+    }
+    out.keyword_trends
+        .extend(kw_new.iter().map(|(k, s)| keyword_row(k, s)));
     out
 }
 
@@ -250,6 +274,12 @@ pub async fn run(
     committed: watch::Sender<u64>,
 ) {
     let ch = &cfg.clickhouse;
+    let mut keyword_trends = BatchWriter::<KeywordTrendRow>::new(
+        ch,
+        "keyword_trends",
+        metrics.sink.clone(),
+        cfg.dead_letter_dir.clone(),
+    );
     let mut alerts = BatchWriter::<AlertRow>::new(
         ch,
         "alerts",
@@ -273,10 +303,14 @@ pub async fn run(
     let mut complete = vec![0u64; cfg.workers.max(1)];
     let mut last_progress_write = Instant::now();
     loop {
-        let deadline = [mentions.deadline(), trends.deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            mentions.deadline(),
+            trends.deadline(),
+            keyword_trends.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let next = match deadline {
             // `None` when a buffer is due before the next batch arrives.
             Some(d) => tokio::time::timeout_at(d.into(), rx.recv()).await.ok(),
@@ -299,13 +333,20 @@ pub async fn run(
             for r in w.trends {
                 trends.push(r);
             }
+            for r in w.keyword_trends {
+                keyword_trends.push(r);
+            }
             deletions.extend(w.deletions);
             for a in w.alerts {
                 alerts.push(a.row());
             }
         }
-        let must_flush =
-            closed || mentions.due() || trends.due() || !deletions.is_empty() || !alerts.is_empty();
+        let must_flush = closed
+            || mentions.due()
+            || trends.due()
+            || keyword_trends.due()
+            || !deletions.is_empty()
+            || !alerts.is_empty();
         if must_flush {
             let started = Instant::now();
             // Mention rows first, so a deletion never precedes the insert it removes.
@@ -315,10 +356,16 @@ pub async fn run(
                 deletions.clear();
             }
             report(trends.flush().await);
+            report(keyword_trends.flush().await);
             report(alerts.flush().await);
             metrics.sink_batch_latency.observe(started.elapsed());
         }
-        if mentions.is_empty() && trends.is_empty() && deletions.is_empty() && alerts.is_empty() {
+        if mentions.is_empty()
+            && trends.is_empty()
+            && keyword_trends.is_empty()
+            && deletions.is_empty()
+            && alerts.is_empty()
+        {
             let done = complete.iter().copied().min().unwrap_or(0);
             metrics.set_committed_time(done);
             let advanced = committed.send_if_modified(|c| {

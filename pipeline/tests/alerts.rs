@@ -195,6 +195,32 @@ async fn a_spike_is_alerted_once_even_after_a_crash_and_a_replay() {
     .await;
     assert_eq!(alert_count(&db).await, before);
     assert_eq!(before.0, before.1);
+    // Trends per keyword equal a recompute from the stored mentions, every granularity.
+    for (granularity, start) in [
+        ("hour", "toStartOfHour"),
+        ("day", "toStartOfDay"),
+        ("week", "toMonday"),
+        ("month", "toStartOfMonth"),
+    ] {
+        let kept = rows(
+            &db,
+            &format!(
+                "SELECT toString(toDateTime(bucket)), keyword, total, negative, round(virality_sum, 2) FROM keyword_trends_current \
+                 WHERE granularity = '{granularity}' ORDER BY bucket, keyword"
+            ),
+        )
+        .await;
+        let recomputed = rows(
+            &db,
+            &format!(
+                "SELECT toString(toDateTime({start}(created_at))), kw, count(), countIf(sentiment = 'negative'), round(sum(virality_score), 2) \
+                 FROM mentions FINAL ARRAY JOIN keywords AS kw GROUP BY {start}(created_at), kw ORDER BY {start}(created_at), kw"
+            ),
+        )
+        .await;
+        assert!(!kept.is_empty());
+        assert_eq!(kept, recomputed, "keyword trends per {granularity}");
+    }
     let stopped = v.stop();
     assert!(stopped.success());
     let _ = std::fs::remove_dir_all(&data_dir);

@@ -265,9 +265,21 @@ async fn a_hanging_webhook_receiver_slows_neither_ingest_nor_the_streams() {
     let (org, key) = db.create_org("acme inc");
     let source = db.add_source(org, "reddit");
     let hook = hanging_receiver().await;
-    db.cli(&["webhook", "add", "--org", &org.to_string(), "--url", &hook, "--json"]);
     db.cli(&[
-        "rules", "set", "--org", &org.to_string(), "--json",
+        "webhook",
+        "add",
+        "--org",
+        &org.to_string(),
+        "--url",
+        &hook,
+        "--json",
+    ]);
+    db.cli(&[
+        "rules",
+        "set",
+        "--org",
+        &org.to_string(),
+        "--json",
         r#"{"volume_spike": {"enabled": false}, "sentiment_dip": {"enabled": false},
             "critical_mention": {"min_virality": 60}}"#,
     ]);
@@ -279,8 +291,17 @@ async fn a_hanging_webhook_receiver_slows_neither_ingest_nor_the_streams() {
     // one a delivery to the receiver that never answers.
     for i in 0..40 {
         let text = format!("acme scandal number {i}: awful, dangerous, worst company ever");
-        let (status, _) = post(&v, Some(&key), "application/json", record(source, &text, now - 60, 5000).to_string()).await;
-        assert_eq!(status, 202, "ingest keeps acknowledging while the receiver hangs");
+        let (status, _) = post(
+            &v,
+            Some(&key),
+            "application/json",
+            record(source, &text, now - 60, 5000).to_string(),
+        )
+        .await;
+        assert_eq!(
+            status, 202,
+            "ingest keeps acknowledging while the receiver hangs"
+        );
     }
     let mut ids = std::collections::BTreeSet::new();
     while ids.len() < 40 {

@@ -1,4 +1,4 @@
--- vigie schema, version 2: keywords and stories of mentions, alerts, per-organisation alert
+-- vigie schema, version 2: keywords and stories of mentions, trends per keyword, alerts, per-organisation alert
 -- rules, webhooks and their deliveries. Same subset as version 1 (18.16 and current releases).
 -- ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS: the migrator treats "column already
 -- exists" (code 44) on ALTER … ADD COLUMN as done, so an interrupted migration re-runs.
@@ -6,6 +6,32 @@
 ALTER TABLE mentions ADD COLUMN keywords Array(String)
 ;
 ALTER TABLE mentions ADD COLUMN story_id UInt64
+;
+CREATE TABLE IF NOT EXISTS keyword_trends (
+    org_id         UUID,
+    granularity    Enum8('hour' = 1, 'day' = 2, 'week' = 3, 'month' = 4),
+    bucket         DateTime,
+    keyword        String,
+    total          UInt64,
+    positive       UInt64,
+    neutral        UInt64,
+    negative       UInt64,
+    sentiment_sum  Float64,
+    virality_sum   Float64,
+    emotions       Array(UInt64),
+    top_emotions   Array(String),
+    version        UInt64
+) ENGINE = ReplacingMergeTree(version) ORDER BY (org_id, granularity, bucket, keyword)
+;
+CREATE VIEW IF NOT EXISTS keyword_trends_current AS
+SELECT
+    org_id, granularity, bucket, keyword,
+    total, positive, neutral, negative,
+    sentiment_sum / total AS avg_sentiment,
+    virality_sum / total AS avg_virality,
+    top_emotions, emotions, sentiment_sum, virality_sum, version
+FROM keyword_trends FINAL
+WHERE total > 0
 ;
 CREATE TABLE IF NOT EXISTS alerts (
     org_id        UUID,

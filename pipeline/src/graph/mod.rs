@@ -104,6 +104,8 @@ pub struct Stages<'s> {
     pub mentions: VecCollection<'s, u64, records::Scored>,
     /// Trend rows' accumulated sums.
     pub trends: VecCollection<'s, u64, (records::TrendKey, records::Sums)>,
+    /// Keyword trend rows' accumulated sums.
+    pub keyword_trends: VecCollection<'s, u64, (records::KeywordTrendKey, records::Sums)>,
     /// Windows whose spike or dip condition holds.
     pub firings: VecCollection<'s, u64, records::Firing>,
     /// Raised alerts.
@@ -134,6 +136,7 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
         },
     );
     let trends = trends::trends(scored.clone());
+    let keyword_trends = trends::keyword_trends(scored.clone());
     let firings = windows::windows(
         scored.clone(),
         windows::WindowSpec {
@@ -150,6 +153,7 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
     Stages {
         mentions: scored,
         trends,
+        keyword_trends,
         firings,
         alerts,
     }
@@ -164,6 +168,7 @@ pub fn build<'s>(
     s.mentions
         .map(Change::Mention)
         .concat(s.trends.map(|(k, s)| Change::Trend(k, s)))
+        .concat(s.keyword_trends.map(|(k, s)| Change::KeywordTrend(k, s)))
         .concat(s.alerts.map(Change::Alert))
 }
 

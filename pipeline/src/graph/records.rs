@@ -176,6 +176,25 @@ impl Hash for TrendKey {
     }
 }
 
+/// Identity of a keyword trend row. `Hash` covers only the organisation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeywordTrendKey {
+    /// Organisation.
+    pub org: Uuid,
+    /// Bucket size.
+    pub granularity: Granularity,
+    /// Bucket start, seconds since the epoch (UTC).
+    pub bucket: i64,
+    /// Keyword, as its source spells it.
+    pub keyword: String,
+}
+
+impl Hash for KeywordTrendKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.org.hash(state);
+    }
+}
+
 /// Everything a trend row accumulates. It is the *difference type* of the trend
 /// collection: adding a mention adds its `Sums`, retracting it adds the negation, so
 /// trends are maintained without keeping mentions per key (DESIGN.md, "aggregates as
@@ -351,6 +370,8 @@ pub enum Change {
     Mention(Scored),
     /// The accumulated sums of a trend row (+1 current value, -1 previous value).
     Trend(TrendKey, Sums),
+    /// The accumulated sums of a keyword trend row.
+    KeywordTrend(KeywordTrendKey, Sums),
     /// A raised alert (+1 only).
     Alert(AlertRecord),
 }

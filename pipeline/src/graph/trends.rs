@@ -12,7 +12,7 @@ use differential_dataflow::VecCollection;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use super::records::{Scored, Sums, TrendKey};
+use super::records::{KeywordTrendKey, Scored, Sums, TrendKey};
 use crate::domain::Granularity;
 
 /// The trend keys a mention counts in, one per granularity.
@@ -35,6 +35,41 @@ where
         .explode(|m| {
             let sums = m.sums();
             trend_keys(&m).map(|k| (k, sums))
+        })
+        .count_total()
+}
+
+/// The keyword trends stage: per (org, granularity, bucket, keyword), the accumulated sums of
+/// the mentions that matched the keyword (a mention counts once per keyword it matched).
+pub fn keyword_trends<'s, T>(
+    scored: VecCollection<'s, T, Scored>,
+) -> VecCollection<'s, T, (KeywordTrendKey, Sums)>
+where
+    T: Timestamp + Lattice + TotalOrder,
+{
+    scored
+        .filter(|m| !m.body.keywords.is_empty())
+        .explode(|m| {
+            let sums = m.sums();
+            let t = m.created_at_secs();
+            let mut keywords: Vec<&String> = m.body.keywords.iter().collect();
+            keywords.sort();
+            keywords.dedup();
+            let mut out = Vec::with_capacity(keywords.len() * 4);
+            for k in keywords {
+                for g in Granularity::ALL {
+                    out.push((
+                        KeywordTrendKey {
+                            org: m.key.org,
+                            granularity: g,
+                            bucket: g.bucket_start(t),
+                            keyword: k.clone(),
+                        },
+                        sums,
+                    ));
+                }
+            }
+            out
         })
         .count_total()
 }

@@ -159,6 +159,69 @@ pub struct TrendRow {
     pub version: u64,
 }
 
+/// A row of `keyword_trends`: a [`TrendRow`] per keyword instead of per source.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct KeywordTrendRow {
+    /// Organisation.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub org_id: Uuid,
+    /// `Enum8`: 1 hour, 2 day, 3 week, 4 month.
+    pub granularity: i8,
+    /// Bucket start (UTC), seconds since the epoch.
+    pub bucket: u32,
+    /// Keyword, as its source spells it.
+    pub keyword: String,
+    /// Mentions in the bucket that matched the keyword (0 when the last one was retracted).
+    pub total: u64,
+    /// Positive mentions.
+    pub positive: u64,
+    /// Neutral mentions.
+    pub neutral: u64,
+    /// Negative mentions.
+    pub negative: u64,
+    /// Sum of sentiment scores (average = sum / total).
+    pub sentiment_sum: f64,
+    /// Sum of virality scores.
+    pub virality_sum: f64,
+    /// Mentions per emotion, in Plutchik order (anger, anticipation, disgust, fear, joy,
+    /// sadness, surprise, trust).
+    pub emotions: Vec<u64>,
+    /// Up to three most frequent emotions, most frequent first.
+    pub top_emotions: Vec<String>,
+    /// Dataflow time that produced the row.
+    pub version: u64,
+}
+
+impl KeywordTrendRow {
+    /// The keyword row with the values of a trend row.
+    pub fn from_trend(t: TrendRow, keyword: String) -> KeywordTrendRow {
+        KeywordTrendRow {
+            org_id: t.org_id,
+            granularity: t.granularity,
+            bucket: t.bucket,
+            keyword,
+            total: t.total,
+            positive: t.positive,
+            neutral: t.neutral,
+            negative: t.negative,
+            sentiment_sum: t.sentiment_sum,
+            virality_sum: t.virality_sum,
+            emotions: vec![
+                t.anger,
+                t.anticipation,
+                t.disgust,
+                t.fear,
+                t.joy,
+                t.sadness,
+                t.surprise,
+                t.trust,
+            ],
+            top_emotions: t.top_emotions,
+            version: t.version,
+        }
+    }
+}
+
 /// The `(org_id, id)` of a mention to delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MentionRef {
