@@ -107,7 +107,7 @@ fn main() {
             let raised = raised.clone();
             alerts(firings, viral, AlertSpec { rules })
                 .inspect(move |(a, _, _)| {
-                    if raised.fetch_add(1, Ordering::Relaxed) % 97 == 0
+                    if raised.fetch_add(1, Ordering::Relaxed).is_multiple_of(97)
                         && std::env::var_os("SHOW").is_some()
                     {
                         eprintln!("{}", a.message);
@@ -188,7 +188,7 @@ fn main() {
                     recent[j] = s.clone();
                 }
                 input.insert(s);
-                if next_id % epoch_size as u128 == 0 {
+                if next_id.is_multiple_of(epoch_size as u128) {
                     time += 1;
                     input.advance_to(time);
                     input.flush();

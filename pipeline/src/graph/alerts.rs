@@ -293,7 +293,7 @@ impl State {
             out.push((record, 1));
         }
         self.applied += 1;
-        if self.applied % 1024 == 0 {
+        if self.applied.is_multiple_of(1024) {
             let newest = &self.newest;
             self.last.retain(|(org, _, _), at| {
                 newest.get(org).is_none_or(|n| *at > n - MAX_COOLDOWN_SECS)

@@ -19,6 +19,9 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+/// Changes waiting for the frontier, per dataflow time, with a capability for it.
+type Stash<D> = BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)>;
+
 /// Applies `logic(time, changes, out)` to every dataflow time's changes in time order, once
 /// the input frontier has passed it; `out` holds the output's differences at that time.
 ///
@@ -36,7 +39,7 @@ where
     O: Data,
     L: FnMut(u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
 {
-    let mut stash: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> = BTreeMap::new();
+    let mut stash: Stash<D> = BTreeMap::new();
     input
         .inner
         .unary_frontier(Pipeline, name, move |_, _| {

@@ -335,6 +335,9 @@ impl Org {
     }
 }
 
+/// A mention's retracted and inserted records at one time.
+type OldNew = (Option<WinRec>, Option<WinRec>);
+
 #[derive(Default)]
 struct State {
     orgs: HashMap<Uuid, Org>,
@@ -350,8 +353,7 @@ impl State {
         out: &mut Vec<(Firing, isize)>,
     ) {
         let lateness = spec.lateness_us;
-        let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, (Option<WinRec>, Option<WinRec>)>> =
-            BTreeMap::new();
+        let mut by_org: BTreeMap<Uuid, BTreeMap<Uuid, OldNew>> = BTreeMap::new();
         for (rec, diff) in changes {
             let slot = by_org
                 .entry(rec.key.org)
