@@ -49,7 +49,7 @@ for _ in $(seq 1 100); do
   curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-$vigie gen --post "http://$listen" --count 0 --rate 2000 \
+$vigie gen --post "http://$listen" --count 0 --rate 2000 --live \
   --feed "$key=$reddit,$twitter" --feed "$key2=$news" &
 gen_pid=$!
 sleep 3
@@ -57,12 +57,14 @@ sleep 3
 db=$VIGIE_CLICKHOUSE_DATABASE
 cat <<MSG
 
-vigie is running on http://$listen, fed by 'vigie gen' at 2000 mentions/s.
+vigie is running on http://$listen, fed by 'vigie gen --live' at 2000 mentions/s.
 Demo organisation $org (key and source id in .vigie/demo.env).
 
 Look at the results:
   curl -s "$VIGIE_CLICKHOUSE_URL/?database=$db" --data-binary "SELECT granularity, bucket, source_id, total, positive, negative, round(avg_sentiment, 3) AS avg_sentiment, top_emotions FROM trends_current WHERE org_id = '$org' AND granularity = 'day' ORDER BY bucket DESC LIMIT 5 FORMAT PrettyCompact"
   curl -s "$VIGIE_CLICKHOUSE_URL/?database=$db" --data-binary "SELECT count() FROM mentions FINAL FORMAT PrettyCompact"
+  curl -s "$VIGIE_CLICKHOUSE_URL/?database=$db" --data-binary "SELECT created_at, level, type, message FROM alerts_current ORDER BY created_at DESC LIMIT 5 FORMAT PrettyCompact"
+  curl -N -H "Authorization: Bearer $key" http://$listen/v1/alerts/stream    # live alerts (SSE)
   curl -s http://$listen/metrics | grep -E '^vigie_(mentions|clickhouse_rows)'
   clickhouse-client --port 9000 --database $db    # with the private server this script starts
 

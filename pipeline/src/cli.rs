@@ -336,6 +336,10 @@ pub struct GenOpts {
     /// Spread event times over this many past days
     #[arg(long, default_value_t = 2.0)]
     pub days: f64,
+    /// Live feed: event times follow the clock (up to 3 minutes old; 2 % spread over
+    /// --days, late for the windows), bursts happen now
+    #[arg(long)]
+    pub live: bool,
     /// Post to a running vigie at this base URL (e.g. http://127.0.0.1:8080) instead of printing
     #[arg(long)]
     pub post: Option<String>,

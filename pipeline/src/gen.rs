@@ -102,6 +102,9 @@ pub struct Generator {
     rng: StdRng,
     now: i64,
     days: f64,
+    /// Live feed: event times follow the clock (a few minutes of jitter, 2 % from the
+    /// past `days`), as scrapers posting what they just saw.
+    live: bool,
     burst: Option<(usize, usize, u32, i64)>,
 }
 
@@ -116,8 +119,16 @@ impl Generator {
             rng: StdRng::seed_from_u64(seed),
             now,
             days,
+            live: false,
             burst: None,
         }
+    }
+
+    /// A live generator: event times near the clock, read at every mention.
+    pub fn live(seed: u64, days: f64) -> Self {
+        let mut g = Self::new(seed, days, wall_clock());
+        g.live = true;
+        g
     }
 
     /// A text, its language and its intended polarity (-1, 0, 1).
@@ -144,12 +155,19 @@ impl Generator {
 
     /// The next mention for one of `feeds` (index of the feed, wire record).
     pub fn next(&mut self, feeds: &[Feed]) -> (usize, Value) {
+        if self.live {
+            self.now = wall_clock();
+        }
         // Bursts: 1 in 2,000 mentions starts a viral complaint of 50–300 mentions (~8% of all).
         if self.burst.is_none() && self.rng.random_range(0..2000) == 0 {
             let f = self.rng.random_range(0..feeds.len());
             let s = self.rng.random_range(0..feeds[f].sources.len());
             let n = self.rng.random_range(50..300);
-            let at = self.now - self.rng.random_range(0..3600);
+            let at = if self.live {
+                self.now - 60
+            } else {
+                self.now - self.rng.random_range(0..3600)
+            };
             self.burst = Some((f, s, n, at));
         }
         let (feed, source, created, polarity, viral) = match self.burst {
@@ -160,7 +178,11 @@ impl Generator {
             None => {
                 let f = self.rng.random_range(0..feeds.len());
                 let s = self.rng.random_range(0..feeds[f].sources.len());
-                let back = (self.rng.random::<f64>().powi(2) * self.days * 86_400.0) as i64;
+                let back = if self.live && self.rng.random_range(0..50) > 0 {
+                    self.rng.random_range(0..180)
+                } else {
+                    (self.rng.random::<f64>().powi(2) * self.days * 86_400.0) as i64
+                };
                 (f, s, self.now - back, None, false)
             }
         };
@@ -192,10 +214,20 @@ impl Generator {
     }
 }
 
+fn wall_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// `vigie gen`.
 pub async fn run(opts: GenOpts) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let mut gen = Generator::new(opts.seed, opts.days, now);
+    let mut gen = if opts.live {
+        Generator::live(opts.seed, opts.days)
+    } else {
+        Generator::new(opts.seed, opts.days, now)
+    };
     let feeds: Vec<Feed> = if opts.feeds.is_empty() {
         let sources = if opts.source_ids.is_empty() {
             vec![Uuid::nil()]

@@ -4,23 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn record(source: Uuid, text: &str, t: i64, shares: u64) -> Value {
-    json!({"id": Uuid::new_v4(), "source_id": source, "text": text, "author": "@a", "url": "https://forum.example/t/1",
-        "created_at": rfc3339(t), "likes": 2, "shares": shares, "author_followers": 300})
-}
 
 /// A quiet day (about 3 mentions an hour, in event-time order so none is late).
 fn quiet_history(source: Uuid, now: i64) -> Vec<Value> {
@@ -33,7 +21,7 @@ fn quiet_history(source: Uuid, now: i64) -> Vec<Value> {
         } else {
             format!("using nimbus and acme today, all fine #{i}")
         };
-        out.push(record(source, &text, t, 0));
+        out.push(shared_record(source, &text, t, 0));
         t += 1200;
         i += 1;
     }
@@ -66,25 +54,21 @@ async fn a_spike_is_alerted_once_even_after_a_crash_and_a_replay() {
     let db = TestDb::new().await;
     let (org, key) = db.create_org("acme inc");
     let source = db.add_source(org, "reddit");
-    db.cli(&[
-        "rules",
-        "set",
-        "--org",
-        &org.to_string(),
-        "--json",
+    db.set_rules(
+        org,
         r#"{"volume_spike": {"k": 3, "min_count": 15}, "sentiment_dip": {"enabled": false},
             "critical_mention": {"enabled": false}}"#,
-    ]);
+    );
     let data_dir = temp_data_dir();
     let v = Vigie::start_in(&db, &data_dir, &[]);
-    let now = now();
+    let now = now_secs();
     let history = quiet_history(source, now);
     let (status, _) = post(&v, Some(&key), "application/x-ndjson", ndjson(&history)).await;
     assert_eq!(status, 202);
     // A burst: 40 mentions of one story in the last 10 minutes.
     let burst: Vec<Value> = (0..40)
         .map(|i| {
-            record(
+            shared_record(
                 source,
                 "acme blender exploded in my kitchen",
                 now - 600 + i * 15,
@@ -174,7 +158,7 @@ async fn a_spike_is_alerted_once_even_after_a_crash_and_a_replay() {
     // More mentions of the same story within the cooldown: no second alert.
     let more: Vec<Value> = (0..20)
         .map(|i| {
-            record(
+            shared_record(
                 source,
                 "acme blender exploded in my kitchen",
                 now - 60 + i,
@@ -231,17 +215,13 @@ async fn a_sentiment_dip_and_a_critical_mention_are_alerted() {
     let db = TestDb::new().await;
     let (org, key) = db.create_org("acme inc");
     let source = db.add_source(org, "reddit");
-    db.cli(&[
-        "rules",
-        "set",
-        "--org",
-        &org.to_string(),
-        "--json",
+    db.set_rules(
+        org,
         r#"{"volume_spike": {"enabled": false}, "sentiment_dip": {"min_rise": 0.3, "min_count": 10},
             "critical_mention": {"min_virality": 60}}"#,
-    ]);
+    );
     let v = Vigie::start(&db, &[]);
-    let now = now();
+    let now = now_secs();
     let (status, _) = post(
         &v,
         Some(&key),
@@ -250,18 +230,13 @@ async fn a_sentiment_dip_and_a_critical_mention_are_alerted() {
     )
     .await;
     assert_eq!(status, 202);
-    // Angry mentions of one story, widely shared.
-    let angry: Vec<Value> = (0..25)
-        .map(|i| {
-            record(
-                source,
-                "acme support is awful and dangerous, worst company ever",
-                now - 900 + i * 30,
-                40,
-            )
-        })
-        .collect();
-    let (status, _) = post(&v, Some(&key), "application/x-ndjson", ndjson(&angry)).await;
+    let (status, _) = post(
+        &v,
+        Some(&key),
+        "application/x-ndjson",
+        ndjson(&angry_story(source, now)),
+    )
+    .await;
     assert_eq!(status, 202);
     let found = eventually(
         Duration::from_secs(30),

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -113,19 +113,6 @@ fn sse(url: String, key: String) -> mpsc::UnboundedReceiver<Value> {
     rx
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn record(source: Uuid, text: &str, t: i64, shares: u64) -> Value {
-    json!({"id": Uuid::new_v4(), "source_id": source, "text": text, "author": "@a",
-        "url": "https://forum.example/t/1", "created_at": rfc3339(t), "likes": 2,
-        "shares": shares, "author_followers": 300})
-}
-
 #[tokio::test]
 async fn a_critical_alert_reaches_the_signed_webhook_and_the_sse_stream_of_its_org_only() {
     let db = TestDb::new().await;
@@ -157,33 +144,25 @@ async fn a_critical_alert_reaches_the_signed_webhook_and_the_sse_stream_of_its_o
             "{out}"
         );
     }
-    db.cli(&[
-        "rules",
-        "set",
-        "--org",
-        &org.to_string(),
-        "--json",
+    db.set_rules(
+        org,
         r#"{"volume_spike": {"enabled": false}, "sentiment_dip": {"enabled": false},
             "critical_mention": {"min_virality": 60}}"#,
-    ]);
+    );
     let v = Vigie::start(&db, &[]);
     let mut stream = sse(v.url("/v1/alerts/stream"), key.clone());
     let mut other_stream = sse(v.url("/v1/alerts/stream"), other_key.clone());
     // Let both streams connect before anything is raised.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let now = now();
-    let angry: Vec<Value> = (0..25)
-        .map(|i| {
-            record(
-                source,
-                "acme support is awful and dangerous, worst company ever",
-                now - 900 + i * 30,
-                40,
-            )
-        })
-        .collect();
-    let (status, _) = post(&v, Some(&key), "application/x-ndjson", ndjson(&angry)).await;
+    let now = now_secs();
+    let (status, _) = post(
+        &v,
+        Some(&key),
+        "application/x-ndjson",
+        ndjson(&angry_story(source, now)),
+    )
+    .await;
     assert_eq!(status, 202);
 
     let got = tokio::time::timeout(Duration::from_secs(30), deliveries.recv())
@@ -242,10 +221,6 @@ async fn a_critical_alert_reaches_the_signed_webhook_and_the_sse_stream_of_its_o
     assert!(text.contains("vigie_stream_"), "stream metrics exported");
 }
 
-fn now_secs() -> i64 {
-    now()
-}
-
 /// A receiver that accepts connections and never answers.
 async fn hanging_receiver() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -274,19 +249,15 @@ async fn a_hanging_webhook_receiver_slows_neither_ingest_nor_the_streams() {
         &hook,
         "--json",
     ]);
-    db.cli(&[
-        "rules",
-        "set",
-        "--org",
-        &org.to_string(),
-        "--json",
+    db.set_rules(
+        org,
         r#"{"volume_spike": {"enabled": false}, "sentiment_dip": {"enabled": false},
             "critical_mention": {"min_virality": 60}}"#,
-    ]);
+    );
     let v = Vigie::start(&db, &[]);
     let mut stream = sse(v.url("/v1/alerts/stream"), key.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let now = now();
+    let now = now_secs();
     // Forty stories, each a negative, widely shared mention: forty critical alerts, each
     // one a delivery to the receiver that never answers.
     for i in 0..40 {
@@ -295,7 +266,7 @@ async fn a_hanging_webhook_receiver_slows_neither_ingest_nor_the_streams() {
             &v,
             Some(&key),
             "application/json",
-            record(source, &text, now - 60, 5000).to_string(),
+            shared_record(source, &text, now - 60, 5000).to_string(),
         )
         .await;
         assert_eq!(

@@ -90,6 +90,11 @@ impl TestDb {
         )
     }
 
+    /// `vigie rules set --org ORG --json RULES`.
+    pub fn set_rules(&self, org: Uuid, rules: &str) {
+        self.cli(&["rules", "set", "--org", &org.to_string(), "--json", rules]);
+    }
+
     /// `vigie source add … --json` → source id.
     pub fn add_source(&self, org: Uuid, name: &str) -> Uuid {
         let org = org.to_string();
@@ -565,4 +570,35 @@ pub async fn assert_trends_match_oracle(db: &TestDb, timeout: Duration) -> Vec<V
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Wall-clock seconds since the epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A wire record at event time `t` (seconds) with `shares` shares, from an account of 300
+/// followers: widely shared ones are viral on engagement alone.
+pub fn shared_record(source: Uuid, text: &str, t: i64, shares: u64) -> Value {
+    serde_json::json!({"id": Uuid::new_v4(), "source_id": source, "text": text, "author": "@a",
+        "url": "https://forum.example/t/1", "created_at": rfc3339(t), "likes": 2,
+        "shares": shares, "author_followers": 300})
+}
+
+/// Twenty-five angry, widely shared mentions of one story over the last 15 minutes: a
+/// sentiment dip for its keyword and a critical negative viral mention.
+pub fn angry_story(source: Uuid, now: i64) -> Vec<Value> {
+    (0..25)
+        .map(|i| {
+            shared_record(
+                source,
+                "acme support is awful and dangerous, worst company ever",
+                now - 900 + i * 30,
+                40,
+            )
+        })
+        .collect()
 }
