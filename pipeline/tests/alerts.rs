@@ -177,9 +177,12 @@ async fn a_spike_is_alerted_once_even_after_a_crash_and_a_replay() {
         },
     )
     .await;
+    // Stopped cleanly, everything is flushed: still the same alerts, and trends per keyword
+    // equal a recompute from the stored mentions, every granularity.
+    let stopped = v.stop();
+    assert!(stopped.success());
     assert_eq!(alert_count(&db).await, before);
     assert_eq!(before.0, before.1);
-    // Trends per keyword equal a recompute from the stored mentions, every granularity.
     for (granularity, start) in [
         ("hour", "toStartOfHour"),
         ("day", "toStartOfDay"),
@@ -205,8 +208,6 @@ async fn a_spike_is_alerted_once_even_after_a_crash_and_a_replay() {
         assert!(!kept.is_empty());
         assert_eq!(kept, recomputed, "keyword trends per {granularity}");
     }
-    let stopped = v.stop();
-    assert!(stopped.success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
