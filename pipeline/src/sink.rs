@@ -307,6 +307,7 @@ pub async fn run(
             mentions.deadline(),
             trends.deadline(),
             keyword_trends.deadline(),
+            alerts.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -345,8 +346,8 @@ pub async fn run(
             || mentions.due()
             || trends.due()
             || keyword_trends.due()
-            || !deletions.is_empty()
-            || !alerts.is_empty();
+            || alerts.due()
+            || !deletions.is_empty();
         if must_flush {
             let started = Instant::now();
             // Mention rows first, so a deletion never precedes the insert it removes.

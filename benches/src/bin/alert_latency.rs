@@ -246,9 +246,12 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let client = reqwest::Client::new();
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load_started = Instant::now();
     if background > 0 {
         let (client, base, key, source) =
             (client.clone(), base.clone(), key.clone(), source.clone());
+        let acked = acked.clone();
         tokio::spawn(async move {
             let batch = 250u64;
             let every = Duration::from_secs_f64(batch as f64 / background as f64);
@@ -263,13 +266,17 @@ async fn main() {
                             "url": "https://x.example/s/1", "created_at": rfc3339(now_secs())}).to_string() + "\n"
                     })
                     .collect();
-                let _ = client
+                let ok = client
                     .post(format!("{base}/v1/mentions"))
                     .bearer_auth(&key)
                     .header("content-type", "application/x-ndjson")
                     .body(body)
                     .send()
-                    .await;
+                    .await
+                    .is_ok_and(|r| r.status() == 202);
+                if ok {
+                    acked.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         });
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -316,7 +323,11 @@ async fn main() {
     for v in [&mut to_hook, &mut to_sse, &mut ack] {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
-    println!("alerts: {n}, background load: {background} mentions/s");
+    let achieved = acked.load(std::sync::atomic::Ordering::Relaxed) as f64
+        / load_started.elapsed().as_secs_f64();
+    println!(
+        "alerts: {n}, background load: {background} mentions/s asked, {achieved:.0}/s acknowledged"
+    );
     for (name, v) in [
         ("post → ack", &ack),
         ("post → webhook received", &to_hook),
