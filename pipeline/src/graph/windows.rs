@@ -100,7 +100,7 @@ pub struct Counts {
     pub hours: BTreeMap<i64, (u32, u32)>,
     /// Newest counted mentions per minute.
     recent: BTreeMap<i64, Vec<(i64, Uuid)>>,
-    /// Minute of the first mention ever counted (kept while the key has state).
+    /// Minute of the first mention ever counted under the key.
     pub first: Option<i64>,
 }
 
@@ -261,11 +261,9 @@ impl Org {
     fn count(&mut self, r: &WinRec, add: bool, affected: &mut BTreeSet<(WindowKey, i64)>) {
         let minute = minute_of_us(r.t_us);
         for k in r.window_keys() {
-            let c = self.keys.entry(k.clone()).or_default();
-            c.apply(r, add);
-            if c.minutes.is_empty() && c.hours.is_empty() {
-                self.keys.remove(&k);
-            }
+            // A key stays once seen (its first minute decides when it may alert); keys are
+            // few — the organisation, its sources and keywords.
+            self.keys.entry(k.clone()).or_default().apply(r, add);
             affected.insert((k, minute));
         }
         if add {
@@ -318,12 +316,11 @@ impl Org {
         self.firing.retain(|(_, _, end), _| *end > wm_min);
         let keep_minutes = wm_min - i64::from(MAX_WINDOW_MINUTES) - 1;
         let keep_hours = keep_minutes.div_euclid(60) - i64::from(MAX_BASELINE_HOURS) - 1;
-        self.keys.retain(|_, c| {
+        for c in self.keys.values_mut() {
             c.minutes = c.minutes.split_off(&keep_minutes);
             c.recent = c.recent.split_off(&keep_minutes);
             c.hours = c.hours.split_off(&keep_hours);
-            !(c.minutes.is_empty() && c.hours.is_empty())
-        });
+        }
         while let Some(entry) = self.counted_by_minute.first_entry() {
             if *entry.key() >= wm_min - 1 {
                 break;
@@ -406,7 +403,10 @@ impl State {
             // to one window length after it still hold older data, and have not been
             // evaluated yet (windows further on hold only this time's data: `affected`).
             if let Some(e0) = org.evaluated_to.filter(|e0| *e0 < top) {
-                for k in org.keys.keys() {
+                for (k, c) in &org.keys {
+                    if c.minutes.range(e0 + 1 - w..top).next().is_none() {
+                        continue; // no data in any of these windows: none fires
+                    }
                     for e in e0 + 1..=(e0 + w).min(top) {
                         to_eval.insert((k.clone(), e));
                     }
