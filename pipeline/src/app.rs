@@ -84,6 +84,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             rules,
             late: metrics.late_mentions.clone(),
             gauges: metrics.state.clone(),
+            spill_dir: Some(settings.data_dir.join("frozen")),
         },
         ..RuntimeConfig::default()
     };

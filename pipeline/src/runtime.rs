@@ -184,7 +184,11 @@ fn run_worker(
     worker.dataflow::<u64, _, _>(|scope| {
         use timely::dataflow::operators::Input;
         let upserts = scope.input_from(&mut input);
-        let mut changes = build(upserts, graph.clone());
+        let mut graph = graph.clone();
+        if let Some(dir) = &graph.spill_dir {
+            graph.spill_dir = Some(dir.join(format!("worker-{index}")));
+        }
+        let mut changes = build(upserts, graph);
         if let Some(tap) = tap {
             use timely::dataflow::operators::Inspect;
             changes = differential_dataflow::AsCollection::as_collection(changes.inner.inspect(

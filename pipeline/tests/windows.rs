@@ -162,7 +162,7 @@ struct Outputs {
     mention_insertions: usize,
 }
 
-fn run_graph(epochs: &[Epoch], late: Arc<AtomicU64>) -> Outputs {
+fn run_graph(epochs: &[Epoch], late: Arc<AtomicU64>, spill: Option<std::path::PathBuf>) -> Outputs {
     let (mtx, mrx) = std::sync::mpsc::channel();
     let (ftx, frx) = std::sync::mpsc::channel();
     let fed = epochs.to_vec();
@@ -178,6 +178,7 @@ fn run_graph(epochs: &[Epoch], late: Arc<AtomicU64>) -> Outputs {
                     lateness: LATENESS,
                     rules: book.clone(),
                     late: late.clone(),
+                    spill_dir: spill.clone(),
                     ..GraphSpec::default()
                 },
             );
@@ -394,10 +395,22 @@ fn strip(mut f: Firing) -> Firing {
     f
 }
 
+/// Odd seeds spill the final velocities of frozen mentions to disk, as `vigie run` does.
+fn spill_for(seed: u64) -> Option<std::path::PathBuf> {
+    (seed % 2 == 1)
+        .then(|| std::env::temp_dir().join(format!("vigie-oracle-{seed}-{}", std::process::id())))
+}
+
 fn check(seed: u64, epochs: usize) -> (usize, usize, usize, u64) {
     let input = stream(seed, epochs);
     let late = Arc::new(AtomicU64::new(0));
-    let got = run_graph(&input, late.clone());
+    let spill = spill_for(seed);
+    let got = run_graph(&input, late.clone(), spill.clone());
+    if let Some(dir) = spill {
+        let files = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+        assert!(files > 0, "seed {seed}: velocities were spilled");
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let mut oracle = Oracle::new();
     for e in input {
         oracle.epoch(e);
@@ -457,7 +470,7 @@ fn virality_and_windows_equal_a_batch_computation() {
         totals.2 += insertions;
         totals.3 += late;
         let input = stream(seed, 900);
-        let got = run_graph(&input, Arc::new(AtomicU64::new(0)));
+        let got = run_graph(&input, Arc::new(AtomicU64::new(0)), None);
         rules_seen.extend(got.firings.keys().map(|f| {
             let kind = match f.key {
                 WindowKey::Org => 0,

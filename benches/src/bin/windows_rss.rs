@@ -83,6 +83,10 @@ fn main() {
         let probe = Handle::new();
         let raised = Arc::new(AtomicU64::new(0));
         let late = Arc::new(AtomicU64::new(0));
+        // `--spill 1`: final velocities spilled to a temporary directory, as `vigie run`
+        // does under its data dir; `--spill 0`: kept in memory.
+        let spill = (arg("--spill", 1) == 1)
+            .then(|| std::env::temp_dir().join(format!("vigie-rss-{}", std::process::id())));
         let gauges = Arc::new(StateGauges::default());
         let g = gauges.clone();
         worker.dataflow::<u64, _, _>(|scope| {
@@ -94,6 +98,7 @@ fn main() {
                     lateness_us,
                     late: late.clone(),
                     gauges: gauges.clone(),
+                    spill_dir: spill.clone(),
                 },
             );
             let firings = windows(

@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod emit;
+pub mod frozen;
 pub mod ordered;
 pub mod records;
 pub mod score;
@@ -43,7 +44,9 @@ pub struct StateGauges {
     pub live_members: AtomicI64,
     /// Stories with counts inside the horizon.
     pub stories: AtomicI64,
-    /// Frozen mentions whose (non-zero) velocity is kept for later updates or deletions.
+    /// Final non-zero velocities of frozen mentions held in memory (kept for later updates
+    /// or deletions of their mentions; with a spill directory, only the hours still
+    /// freezing and tombstones — the rest is on disk).
     pub frozen_velocities: AtomicI64,
     /// Window keys (organisation, source, keyword) with counts inside the horizon.
     pub window_keys: AtomicI64,
@@ -84,6 +87,9 @@ pub struct GraphSpec {
     pub late: Arc<AtomicU64>,
     /// Sizes of the event-time state.
     pub gauges: Arc<StateGauges>,
+    /// Where the virality stage spills final velocities (`None`: memory). The runtime
+    /// gives each worker a directory of its own below it.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GraphSpec {
@@ -94,6 +100,7 @@ impl Default for GraphSpec {
             rules: Arc::new(RuleBook::default()),
             late: Arc::new(AtomicU64::new(0)),
             gauges: Arc::new(StateGauges::default()),
+            spill_dir: None,
         }
     }
 }
@@ -133,6 +140,7 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
             lateness_us,
             late: spec.late,
             gauges: spec.gauges.clone(),
+            spill_dir: spec.spill_dir.clone(),
         },
     );
     let trends = trends::trends(scored.clone());

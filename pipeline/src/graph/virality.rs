@@ -30,6 +30,7 @@ use differential_dataflow::VecCollection;
 use uuid::Uuid;
 use vigie_udfs::virality::{heat_weight, velocity, HEAT_HORIZON_MINUTES};
 
+use super::frozen::FrozenStore;
 use super::ordered::{minute_of_us, ordered, EventClock};
 use super::records::Scored;
 use super::{GaugeShare, StateGauges};
@@ -43,6 +44,9 @@ pub struct ViralitySpec {
     pub late: Arc<AtomicU64>,
     /// Where the state's size is reported.
     pub gauges: Arc<StateGauges>,
+    /// Where final velocities of frozen mentions are spilled (emptied first; `None`: kept
+    /// in memory). One directory per worker.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 const H: i64 = HEAT_HORIZON_MINUTES as i64;
@@ -87,8 +91,6 @@ struct Org {
     members: HashMap<Uuid, Member>,
     to_freeze: BTreeMap<i64, Vec<Uuid>>,
     to_drop: BTreeMap<i64, Vec<u64>>,
-    /// Velocity of frozen members (non-zero only).
-    frozen: HashMap<Uuid, u16>,
 }
 
 fn dec(map: &mut BTreeMap<i64, u32>, k: i64) {
@@ -106,6 +108,7 @@ impl Org {
         o: &Scored,
         lateness: i64,
         affected: &mut BTreeSet<(u64, i64)>,
+        frozen: &mut FrozenStore,
     ) -> Scored {
         let id = o.key.id;
         if let Some(m) = self.members.remove(&id) {
@@ -123,16 +126,17 @@ impl Org {
             }
             m.rec
         } else {
-            let v = self.frozen.remove(&id).unwrap_or(0);
+            let v = frozen.remove(o.key.org, id, o.body.created_at_us);
             o.clone().with_velocity(v)
         }
     }
 }
 
 /// Per-worker state of the stage.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     orgs: HashMap<Uuid, Org>,
+    frozen: FrozenStore,
     shares: [GaugeShare; 3],
     ticks: u64,
 }
@@ -185,7 +189,7 @@ impl State {
                         let (prev, v) = match org.members.get(&id) {
                             Some(m) => (m.rec.clone(), m.rec.velocity),
                             None => {
-                                let v = org.frozen.get(&id).copied().unwrap_or(0);
+                                let v = self.frozen.get(org_id, id, o.body.created_at_us);
                                 (o.with_velocity(v), v)
                             }
                         };
@@ -198,7 +202,10 @@ impl State {
                     }
                     (old, new) => {
                         if let Some(o) = old {
-                            out.push((org.retract(&o, lateness, &mut affected), -1));
+                            out.push((
+                                org.retract(&o, lateness, &mut affected, &mut self.frozen),
+                                -1,
+                            ));
                         }
                         if let Some(n) = new {
                             let t = n.body.created_at_us;
@@ -275,17 +282,17 @@ impl State {
             if let Some(s) = last_story {
                 flush(s, &mut minutes, org);
             }
-            org.evict(lateness);
+            org.evict(org_id, lateness, &mut self.frozen);
         }
         self.ticks += 1;
         if self.ticks % 64 != 1 {
             return;
         }
-        let (mut members, mut stories, mut frozen) = (0, 0, 0);
+        let (mut members, mut stories) = (0, 0);
+        let frozen = self.frozen.in_memory() as i64;
         for o in self.orgs.values() {
             members += o.members.len() as i64;
             stories += o.stories.len() as i64;
-            frozen += o.frozen.len() as i64;
         }
         let g = &spec.gauges;
         self.shares[0].report(&g.live_members, members);
@@ -296,7 +303,7 @@ impl State {
 
 impl Org {
     /// Freezes members an hour behind the watermark and drops counts two hours behind.
-    fn evict(&mut self, lateness: i64) {
+    fn evict(&mut self, org_id: Uuid, lateness: i64, frozen: &mut FrozenStore) {
         if self.clock.max_us().is_none() {
             return;
         }
@@ -315,14 +322,13 @@ impl Org {
                     continue;
                 }
                 let m = self.members.remove(&id).expect("present");
-                if m.rec.velocity > 0 {
-                    self.frozen.insert(id, m.rec.velocity);
-                }
+                frozen.freeze(org_id, id, m.rec.body.created_at_us, m.rec.velocity);
                 if let Some(story) = self.stories.get_mut(&m.rec.story) {
                     story.live.remove(&minute);
                 }
             }
         }
+        frozen.seal(org_id, wm_min - H);
         while let Some(entry) = self.to_drop.first_entry() {
             if *entry.key() >= wm_min - 2 * H {
                 break;
@@ -349,7 +355,17 @@ pub fn virality<'s>(
     scored: VecCollection<'s, u64, Scored>,
     spec: ViralitySpec,
 ) -> VecCollection<'s, u64, Scored> {
-    let mut state = State::default();
+    let frozen = match &spec.spill_dir {
+        Some(dir) => FrozenStore::disk(dir.clone())
+            .unwrap_or_else(|e| panic!("cannot prepare {}: {e}", dir.display())),
+        None => FrozenStore::memory(),
+    };
+    let mut state = State {
+        orgs: HashMap::new(),
+        frozen,
+        shares: Default::default(),
+        ticks: 0,
+    };
     // `apply` consolidates per mention itself (sorting whole records is costly).
     ordered(scored, "Virality", false, move |_time, changes, out| {
         state.apply(changes, &spec, out)
