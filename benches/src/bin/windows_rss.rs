@@ -3,7 +3,7 @@
 //! the trends, whose memory is another matter: see benches/README.md) for `--days` of event
 //! time, and the process's resident memory is printed at the end of every simulated day.
 //!
-//! `cargo run --release -p vigie-benches --bin windows_rss -- --days 35 --per-day 200000`
+//! `cargo run --release -p vigie-benches --bin windows_rss -- --days 35 --per-day 200000 [--spill 0]`
 //!
 //! The stream: several organisations and sources, keywords, mostly one-off stories plus
 //! bursts of shared stories, event times out of order within the lateness and a share of
@@ -35,6 +35,19 @@ fn rss_mib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Bytes of the files below `dir`.
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -221,6 +234,14 @@ fn main() {
             );
         }
         let secs = started.elapsed().as_secs_f64();
+        if let Some(dir) = &spill {
+            let bytes: u64 = walk(dir);
+            println!(
+                "spilled velocities on disk: {:.1} MiB",
+                bytes as f64 / (1 << 20) as f64
+            );
+            let _ = std::fs::remove_dir_all(dir);
+        }
         println!(
             "{} mentions over {days} simulated days in {secs:.1} s: {:.0} mentions/s through virality, windows and alerts (1 worker)",
             days * per_day,
