@@ -150,14 +150,7 @@ impl FrozenStore {
     pub fn len(&self) -> u64 {
         match self {
             Self::Memory(m) => m.len() as u64,
-            Self::Disk(s) => {
-                s.spilled
-                    + s.pending
-                        .values()
-                        .flat_map(|h| h.values())
-                        .map(|m| m.len() as u64)
-                        .sum::<u64>()
-            }
+            Self::Disk(s) => s.spilled + s.pending_len(),
         }
     }
 
@@ -165,14 +158,7 @@ impl FrozenStore {
     pub fn in_memory(&self) -> u64 {
         match self {
             Self::Memory(m) => m.len() as u64,
-            Self::Disk(s) => {
-                s.tombstones.len() as u64
-                    + s.pending
-                        .values()
-                        .flat_map(|h| h.values())
-                        .map(|m| m.len() as u64)
-                        .sum::<u64>()
-            }
+            Self::Disk(s) => s.tombstones.len() as u64 + s.pending_len(),
         }
     }
 
@@ -183,6 +169,14 @@ impl FrozenStore {
 }
 
 impl Spill {
+    fn pending_len(&self) -> u64 {
+        self.pending
+            .values()
+            .flat_map(|h| h.values())
+            .map(|m| m.len() as u64)
+            .sum()
+    }
+
     fn path(&self, org: Uuid, hour: i64) -> PathBuf {
         self.dir
             .join(org.simple().to_string())
