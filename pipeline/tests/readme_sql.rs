@@ -14,7 +14,7 @@ async fn the_documented_bi_queries_run() {
     let (org, key) = db.create_org("acme");
     let src = db.add_source(org, "r/acme");
     // Low enough that the negative mentions below raise alerts for the alert queries.
-    db.set_rules(org, r#"{"critical_mention": {"min_virality": 10}}"#);
+    db.set_rules(org, r#"{"critical_mention": {"min_virality": 0}}"#);
     let v = Vigie::start(&db, &[]);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let records: Vec<_> = (0..10)

@@ -4,7 +4,8 @@
 //! `virality = 100 · (1 − (1 − engagement) · (1 − velocity))`, a noisy-OR of two signals
 //! in [0, 1], so either one alone can make a mention viral and both together more so:
 //! - **engagement** ([`engagement_score`]): interactions (shares weigh 3, replies 1.5,
-//!   likes 1), as an absolute amount and relative to the author's reach (followers);
+//!   likes 1), as an absolute amount, modulated by how large it is for the author's reach
+//!   (followers);
 //! - **velocity** ([`velocity`]): how fast the mention's *story* ([`story_key`]) spreads
 //!   around it, relative to the organisation's usual volume. The story's mentions within an
 //!   hour either side count with a time decay ([`heat_weight`]): fully within 15 minutes,
@@ -21,16 +22,17 @@ fn interactions(e: &Engagement) -> f64 {
     3.0 * e.shares as f64 + 1.5 * e.replies as f64 + e.likes as f64
 }
 
-/// Engagement component in [0, 1]: 0 when there is none; rises with interactions and
-/// with interactions per follower (an account of 100 followers whose post gets 50 shares
-/// is more viral than a celebrity's post with the same 50). Monotone non-decreasing in
-/// likes, shares and replies; non-increasing in followers.
+/// Engagement component in [0, 1]: 0 when there is none. The absolute amount of
+/// interactions decides it (`1 − e^(−i/500)`: 500 weighted interactions give 0.63); the
+/// reach modulates it by up to 30 %: interactions per follower make a small account's widely
+/// shared post score higher than a celebrity's with the same numbers. Monotone
+/// non-decreasing in likes, shares and replies; non-increasing in followers.
 pub fn engagement_score(e: &Engagement) -> f64 {
     let i = interactions(e);
-    let absolute = 1.0 - (-i / 200.0).exp();
+    let absolute = 1.0 - (-i / 500.0).exp();
     let rate = i / (e.author_followers as f64 + 50.0);
     let relative = 1.0 - (-rate / 0.05).exp();
-    (0.6 * absolute + 0.4 * relative).clamp(0.0, 1.0)
+    (absolute * (0.7 + 0.3 * relative)).clamp(0.0, 1.0)
 }
 
 /// Weight (in thousandths) with which a story mention `minutes` away (either side) counts
