@@ -105,7 +105,8 @@ pub struct Generator {
     /// Live feed: event times follow the clock (a few minutes of jitter, 2 % from the
     /// past `days`), as scrapers posting what they just saw.
     live: bool,
-    burst: Option<(usize, usize, u32, i64)>,
+    /// (feed, source, mentions left, event time, the story's text).
+    burst: Option<(usize, usize, u32, i64, String)>,
 }
 
 fn pick<'a>(rng: &mut StdRng, xs: &'a [&'a str]) -> &'a str {
@@ -168,12 +169,21 @@ impl Generator {
             } else {
                 self.now - self.rng.random_range(0..3600)
             };
-            self.burst = Some((f, s, n, at));
+            let text = self.text(Some(-1));
+            self.burst = Some((f, s, n, at, text));
         }
-        let (feed, source, created, polarity, viral) = match self.burst {
-            Some((f, s, n, at)) => {
-                self.burst = if n > 1 { Some((f, s, n - 1, at)) } else { None };
-                (f, s, at + self.rng.random_range(0..600), Some(-1), true)
+        let (feed, source, created, story, viral) = match self.burst.take() {
+            Some((f, s, n, at, text)) => {
+                // A viral complaint is one story: the post, then retweets and copies of it.
+                let story = if self.rng.random_bool(0.7) {
+                    format!("RT @{}: {text}", pick(&mut self.rng, AUTHORS))
+                } else {
+                    text.clone()
+                };
+                if n > 1 {
+                    self.burst = Some((f, s, n - 1, at, text));
+                }
+                (f, s, at + self.rng.random_range(0..600), Some(story), true)
             }
             None => {
                 let f = self.rng.random_range(0..feeds.len());
@@ -186,7 +196,10 @@ impl Generator {
                 (f, s, self.now - back, None, false)
             }
         };
-        let text = self.text(polarity);
+        let text = match story {
+            Some(t) => t,
+            None => self.text(None),
+        };
         let author = format!(
             "{}{}",
             pick(&mut self.rng, AUTHORS),
