@@ -1,6 +1,7 @@
-//! The short chaos run of every CI build: SIGKILLs, ClickHouse outages and a full write-ahead
-//! log under load, then exactly-once checks — and the negative control, which must fail
-//! those checks once idempotence is switched off. The full run (≥ 1 M mentions, ≥ 20 kills)
+//! The short chaos run of every CI build: SIGKILLs, a real ClickHouse server stopped (SIGTERM,
+//! then SIGKILL) and started again, and a full write-ahead log under load, then exactly-once
+//! checks (mentions, trends, alerts) — and the negative control, which must fail those checks
+//! once idempotence is switched off. The full run (≥ 1 M mentions, ≥ 20 kills)
 //! is documented in README.md.
 
 mod common;

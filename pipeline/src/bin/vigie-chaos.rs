@@ -1,8 +1,9 @@
 //! The chaos harness: drives a load through a real `vigie run` while killing it with
-//! SIGKILL, cutting ClickHouse off, and filling the write-ahead log's disk budget; then
-//! checks that every acknowledged mention is stored exactly once and that trends equal a
-//! recompute. `--negative-control` switches idempotence off in vigie and expects the checks
-//! to fail (exit 0 when they do).
+//! SIGKILL, stopping and restarting the ClickHouse server (or cutting it off at a proxy),
+//! and filling the write-ahead log's disk budget; then checks that every acknowledged
+//! mention is stored exactly once, that trends equal a recompute, and that no alert was
+//! raised twice. `--negative-control` switches idempotence off in vigie and expects the
+//! checks to fail (exit 0 when they do).
 //!
 //! The load behaves like an at-least-once client: a batch is re-sent until acknowledged,
 //! and every tenth batch is sent once more after its acknowledgement (a client that timed
@@ -29,7 +30,13 @@ struct Opts {
     /// The vigie binary to run
     #[arg(long, default_value = "target/release/vigie")]
     vigie: PathBuf,
-    /// ClickHouse to use (a fresh database is created and dropped)
+    /// How ClickHouse outages are staged: `restart` runs a private server
+    /// (`clickhouse-server` from PATH, data in a temporary directory) and stops it —
+    /// alternately SIGTERM and SIGKILL — then starts it again; `cut` uses the server at
+    /// `--clickhouse-url` and cuts vigie's connections to it at a proxy
+    #[arg(long, value_enum, default_value_t = OutageMode::Restart)]
+    outages_by: OutageMode,
+    /// ClickHouse to use with `--outages-by cut` (a fresh database is created and dropped)
     #[arg(
         long,
         env = "VIGIE_TEST_CLICKHOUSE_URL",
@@ -42,7 +49,7 @@ struct Opts {
     /// SIGKILLs of vigie, spread over the load
     #[arg(long, default_value_t = 20)]
     kills: u64,
-    /// ClickHouse outages (connections cut for 1–3 s), spread over the load
+    /// ClickHouse outages (1–3 s each), spread over the load
     #[arg(long, default_value_t = 3)]
     outages: u64,
     /// Mentions per request
@@ -61,7 +68,91 @@ struct Opts {
     /// Switch idempotence off in vigie and expect the checks to fail
     #[arg(long)]
     negative_control: bool,
+    /// Keep the database when the checks fail (with `--outages-by cut`), to look into it
+    #[arg(long)]
+    keep_failed: bool,
 }
+
+/// How outages are staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutageMode {
+    /// Stop and restart a private ClickHouse server.
+    Restart,
+    /// Cut connections at a proxy.
+    Cut,
+}
+
+/// The ClickHouse the run uses, and how it goes away.
+enum Outages {
+    /// The server, its URL, and the thread stopping it during an outage (a clean stop can
+    /// take seconds; the harness goes on meanwhile).
+    Restart(
+        Arc<Mutex<verify::LocalClickHouse>>,
+        String,
+        Option<std::thread::JoinHandle<()>>,
+    ),
+    Cut(verify::CutProxy, String),
+}
+
+impl Outages {
+    /// Where vigie writes.
+    fn vigie_url(&self) -> String {
+        match self {
+            Outages::Restart(_, url, _) => url.clone(),
+            Outages::Cut(proxy, _) => proxy.url.clone(),
+        }
+    }
+
+    /// Where the checks read (never through the proxy).
+    fn check_url(&self) -> String {
+        match self {
+            Outages::Restart(_, url, _) | Outages::Cut(_, url) => url.clone(),
+        }
+    }
+
+    /// Starts outage number `n` (from 1): odd ones SIGTERM the server, even ones SIGKILL it.
+    fn begin(&mut self, n: u64) {
+        match self {
+            Outages::Restart(server, _, stopping) => {
+                let server = server.clone();
+                *stopping = Some(std::thread::spawn(move || {
+                    if let Ok(mut s) = server.lock() {
+                        s.stop(n % 2 == 0);
+                    }
+                }));
+            }
+            Outages::Cut(proxy, _) => proxy.set_up(false),
+        }
+    }
+
+    /// Ends the outage under way, if any.
+    fn end(&mut self) -> anyhow::Result<()> {
+        match self {
+            Outages::Restart(server, _, stopping) => tokio::task::block_in_place(|| {
+                if let Some(stop) = stopping.take() {
+                    let _ = stop.join();
+                }
+                server
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("lock"))?
+                    .restart()
+                    .context("restarting ClickHouse")
+            })?,
+            Outages::Cut(proxy, _) => proxy.set_up(true),
+        }
+        Ok(())
+    }
+}
+
+/// Every `CRITICAL_EVERY`-th mention (at offset `CRITICAL_AT`) is a negative, massively
+/// shared post of its own story: it must raise exactly one critical-mention alert.
+const CRITICAL_EVERY: u64 = 1_000;
+const CRITICAL_AT: u64 = 500;
+/// One mention in `LATE_EVERY` is dated anywhere in the 30 days before the load's clock
+/// (late for the windows; it still counts in trends).
+const LATE_EVERY: u64 = 20;
+/// Event time of the load's clock at mention 0; it advances 100 ms per mention.
+const T0: i64 = 1_790_000_000;
 
 const TEXTS: &[&str] = &[
     "Just tried the new Acme app and honestly it's amazing 😍",
@@ -94,7 +185,7 @@ fn wal_bytes(data_dir: &std::path::Path) -> u64 {
 
 fn spawn_vigie(
     opts: &Opts,
-    proxy_url: &str,
+    vigie_ch_url: &str,
     db: &str,
     data_dir: &std::path::Path,
     budget: u64,
@@ -102,7 +193,7 @@ fn spawn_vigie(
     let mut cmd = Command::new(&opts.vigie);
     cmd.args([
         "--clickhouse-url",
-        proxy_url,
+        vigie_ch_url,
         "--database",
         db,
         "--log",
@@ -146,19 +237,37 @@ fn spawn_vigie(
     Ok((child, base))
 }
 
+fn is_critical(n: u64) -> bool {
+    n % CRITICAL_EVERY == CRITICAL_AT
+}
+
 fn record(n: u64, org_salt: u128, sources: &[Uuid]) -> serde_json::Value {
+    let critical = is_critical(n);
+    // Event times follow the load's clock (±30 s of jitter, well within the lateness), but
+    // for one mention in LATE_EVERY, which is up to 30 days old.
+    let at = if n % LATE_EVERY == 7 {
+        T0 - ((n * 7_919) % (30 * 86_400)) as i64
+    } else {
+        T0 + (n / 10) as i64 + ((n * 7_919) % 61) as i64 - 30
+    };
     json!({
         "id": Uuid::from_u128(org_salt ^ u128::from(n)),
         "source_id": sources[(n % sources.len() as u64) as usize],
-        "text": TEXTS[(n % TEXTS.len() as u64) as usize],
+        // A critical mention shares its own link: its story is that link, no other's.
+        "text": if critical {
+            format!("{} https://example.com/m/{n}", TEXTS[1])
+        } else {
+            TEXTS[(n % TEXTS.len() as u64) as usize].to_string()
+        },
         "author": format!("@user{}", n % 997),
         // The url names the logical mention: the checks count by it, so a mention stored
-        // under two ids (idempotence broken) shows up as a duplicate.
+        // under two ids (idempotence broken) shows up as a duplicate. It is also the
+        // link critical mentions share.
         "url": format!("https://example.com/m/{n}"),
-        "created_at": time::OffsetDateTime::from_unix_timestamp(1_790_000_000 + ((n * 7_919) % (30 * 86_400)) as i64)
+        "created_at": time::OffsetDateTime::from_unix_timestamp(at)
             .map(|t| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())
             .unwrap_or_default(),
-        "likes": n % 40, "shares": n % 7,
+        "likes": n % 40, "shares": if critical { 5_000 } else { n % 7 },
     })
 }
 
@@ -227,12 +336,89 @@ async fn count(http: &reqwest::Client, url: &str, db: &str, sql: &str) -> anyhow
         .context("a count")
 }
 
+/// What the alert checks found.
+#[derive(Debug)]
+struct AlertCheck {
+    /// Rows of `alerts FINAL`.
+    rows: u64,
+    /// Acknowledged critical mentions …
+    critical_acked: u64,
+    /// … and how many of them are named by exactly one critical-mention alert.
+    critical_alerted: u64,
+    /// Alerts stored twice (two rows of one id) plus critical mentions alerted more than once.
+    twice: u64,
+}
+
+/// Every acknowledged critical mention must be named by exactly one critical-mention alert
+/// (a replay raising it again under another id would name it twice), and `alerts FINAL`
+/// must hold one row per id.
+async fn check_alerts(
+    http: &reqwest::Client,
+    url: &str,
+    db: &str,
+    acked: &[u64],
+) -> anyhow::Result<AlertCheck> {
+    let rows = count(http, url, db, "SELECT count() FROM alerts FINAL").await?;
+    let ids = count(http, url, db, "SELECT uniqExact(id) FROM alerts FINAL").await?;
+    // Mention id → logical mention (the number in its url).
+    let id_to_n: std::collections::HashMap<String, u64> = verify::sorted_rows(
+        http,
+        url,
+        db,
+        "SELECT toString(id), url FROM mentions FINAL",
+    )
+    .await
+    .map_err(anyhow::Error::msg)?
+    .into_iter()
+    .filter_map(|row| {
+        let (id, u) = row.split_once('\t')?;
+        Some((id.to_string(), u.rsplit('/').next()?.parse().ok()?))
+    })
+    .collect();
+    let named = verify::sorted_rows(
+        http,
+        url,
+        db,
+        "SELECT toString(arrayJoin(mention_ids)) FROM alerts FINAL WHERE type = 'critical_mention'",
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let mut times: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for id in named {
+        if let Some(n) = id_to_n.get(&id) {
+            *times.entry(*n).or_default() += 1;
+        }
+    }
+    let critical: Vec<u64> = acked.iter().copied().filter(|n| is_critical(*n)).collect();
+    Ok(AlertCheck {
+        rows,
+        critical_acked: critical.len() as u64,
+        critical_alerted: critical.iter().filter(|n| times.get(n) == Some(&1)).count() as u64,
+        twice: (rows - ids) + times.values().filter(|t| **t > 1).count() as u64,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
     let db = format!("vigie_chaos_{}", Uuid::new_v4().simple());
+    let mut outages_of = match opts.outages_by {
+        OutageMode::Restart => {
+            let dir =
+                std::env::temp_dir().join(format!("vigie-chaos-ch-{}", Uuid::new_v4().simple()));
+            let server = verify::LocalClickHouse::start(&dir).context(
+                "starting a private ClickHouse server (is clickhouse-server installed?)",
+            )?;
+            let url = server.url.clone();
+            Outages::Restart(Arc::new(Mutex::new(server)), url, None)
+        }
+        OutageMode::Cut => Outages::Cut(
+            verify::CutProxy::start(&opts.clickhouse_url).await?,
+            opts.clickhouse_url.clone(),
+        ),
+    };
     let ch = ClickHouseConfig {
-        url: opts.clickhouse_url.clone(),
+        url: outages_of.check_url(),
         database: db.clone(),
         ..ClickHouseConfig::default()
     };
@@ -250,8 +436,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let data_dir = std::env::temp_dir().join(format!("vigie-chaos-{}", Uuid::new_v4().simple()));
-    let proxy = verify::CutProxy::start(&opts.clickhouse_url).await?;
-    let proxy_url = proxy.url.clone();
+    let vigie_ch_url = outages_of.vigie_url();
 
     let run = Arc::new(Run {
         base: Mutex::new(None),
@@ -261,7 +446,7 @@ async fn main() -> anyhow::Result<()> {
         refused_503: AtomicU64::new(0),
     });
     const ROOMY: u64 = 64 << 30;
-    let (mut child, base) = spawn_vigie(&opts, &proxy_url, &db, &data_dir, ROOMY)?;
+    let (mut child, base) = spawn_vigie(&opts, &vigie_ch_url, &db, &data_dir, ROOMY)?;
     *run.base.lock().map_err(|_| anyhow::anyhow!("lock"))? = Some(base);
     let salt = Uuid::new_v4().as_u128() & !0xFFFF_FFFF_FFFF_FFFFu128;
     let clients: Vec<_> = (0..opts.connections)
@@ -319,7 +504,7 @@ async fn main() -> anyhow::Result<()> {
             tight_now = tight;
             refused_at_restart = run.refused_503.load(Ordering::Relaxed);
             let t = Instant::now();
-            let (c, base) = spawn_vigie(&opts, &proxy_url, &db, &data_dir, budget)?;
+            let (c, base) = spawn_vigie(&opts, &vigie_ch_url, &db, &data_dir, budget)?;
             child = c;
             restarted_at = Some(t);
             last_progress = (acked_now, Instant::now());
@@ -330,11 +515,11 @@ async fn main() -> anyhow::Result<()> {
         {
             // ClickHouse goes away for 1–3 s; kills may happen meanwhile (crash during flush).
             outages += 1;
-            proxy.set_up(false);
+            outages_of.begin(outages);
             outage_ends = Some(Instant::now() + Duration::from_millis(1000 + 1000 * (outages % 3)));
         }
         if outage_ends.is_some_and(|t| Instant::now() >= t) {
-            proxy.set_up(true);
+            outages_of.end()?;
             outage_ends = None;
             last_progress = (acked_now, Instant::now());
         }
@@ -343,7 +528,9 @@ async fn main() -> anyhow::Result<()> {
             bail!("the load did not finish within an hour");
         }
     }
-    proxy.set_up(true);
+    if outage_ends.is_some() {
+        outages_of.end()?;
+    }
     for c in clients {
         c.await?;
     }
@@ -356,7 +543,8 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("lock"))?
         .clone();
     let deadline = Instant::now() + Duration::from_secs(300);
-    let url = &opts.clickhouse_url;
+    let check_url = outages_of.check_url();
+    let url = &check_url;
     loop {
         let stored = count(&http, url, &db, "SELECT uniqExact(url) FROM mentions FINAL").await?;
         if stored >= acked.len() as u64 || Instant::now() > deadline {
@@ -384,13 +572,14 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let lost = acked.iter().filter(|n| !stored_set.contains(n)).count() as u64;
     let duplicated = stored_rows - stored_urls;
+    let alerts = check_alerts(&http, url, &db, &acked).await?;
     let _ = child.kill();
     let _ = child.wait();
 
-    println!("| acked | stored | lost | duplicated | kills | outages | 503s | max recovery (restart → first ack) | load time | trends = recompute |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| acked | stored | lost | duplicated | kills | outages | 503s | max recovery (restart → first ack) | load time | trends = recompute | alerts | critical mentions alerted | alerts raised twice |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} s | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} s | {} | {} | {} / {} | {} |",
         acked.len(),
         stored_rows,
         lost,
@@ -403,20 +592,32 @@ async fn main() -> anyhow::Result<()> {
         match &trends {
             Ok(n) => format!("yes ({n} rows)"),
             Err(e) => format!("NO: {e}"),
-        }
+        },
+        alerts.rows,
+        alerts.critical_alerted,
+        alerts.critical_acked,
+        alerts.twice,
     );
-    let passed = lost == 0 && duplicated == 0 && trends.is_ok();
-    migrations::drop_database_blocking(&ch);
+    let passed = lost == 0
+        && duplicated == 0
+        && trends.is_ok()
+        && alerts.twice == 0
+        && alerts.critical_alerted == alerts.critical_acked;
+    if passed || !opts.keep_failed || opts.outages_by == OutageMode::Restart {
+        migrations::drop_database_blocking(&ch);
+    } else {
+        println!("kept database {db} at {url}");
+    }
     let _ = std::fs::remove_dir_all(&data_dir);
     match (opts.negative_control, passed) {
         (false, true) => {
             println!(
-                "PASS: every acknowledged mention stored exactly once; trends equal the recompute"
+                "PASS: every acknowledged mention stored exactly once; trends equal the recompute; every critical mention alerted once, no alert raised twice"
             );
             Ok(())
         }
         (false, false) => bail!(
-            "FAIL: lost {lost}, duplicated {duplicated}, trends {:?}",
+            "FAIL: lost {lost}, duplicated {duplicated}, trends {:?}, alerts {alerts:?}",
             trends.err()
         ),
         (true, false) => {
