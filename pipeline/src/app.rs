@@ -11,6 +11,7 @@ use crate::graph::GraphSpec;
 use crate::ingest::registry::Registry;
 use crate::ingest::stream::{AlertHub, HubConfig};
 use crate::ingest::{serve, IngestState};
+use crate::log::MentionLog;
 use crate::metrics::Metrics;
 use crate::rules::RuleBook;
 use crate::runtime::{AlertTap, Dataflow, RuntimeConfig};
@@ -21,6 +22,38 @@ use vigie_sinks::webhook::{Dispatcher, DispatcherConfig};
 /// The write-ahead log's directory under the data dir. Named after its record format
 /// (version 2 added the matched keywords), so an older log is never misread.
 pub const WAL_DIR: &str = "wal-v2";
+
+/// Opens the log `vigie run` uses (the data dir's, or Fluvio's) with the epochs to replay.
+async fn open_log(
+    settings: &RunSettings,
+    database: &str,
+) -> anyhow::Result<(MentionLog, Vec<crate::wal::LoggedEpoch>)> {
+    let Some(endpoint) = &settings.fluvio else {
+        let (wal, replay) = Wal::open(&settings.data_dir.join(WAL_DIR), settings.wal_segment_bytes)
+            .context("opening the write-ahead log")?;
+        return Ok((MentionLog::Local(wal), replay));
+    };
+    #[cfg(feature = "fluvio")]
+    {
+        let name = settings
+            .fluvio_topic
+            .clone()
+            .unwrap_or_else(|| crate::fluvio_log::default_topic_name(database));
+        let (log, replay) =
+            crate::fluvio_log::FluvioLog::open(endpoint, &name, settings.wal_segment_bytes)
+                .await
+                .context("opening the log in Fluvio")?;
+        tracing::info!(topic = %log.topic(), epochs = replay.len(), "the log is in Fluvio");
+        Ok((MentionLog::Fluvio(Box::new(log)), replay))
+    }
+    #[cfg(not(feature = "fluvio"))]
+    {
+        let _ = database;
+        anyhow::bail!(
+            "--fluvio {endpoint}: this vigie was built without Fluvio (cargo feature `fluvio`)"
+        )
+    }
+}
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -139,9 +172,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             "a write-ahead log of an older vigie is here; it is not replayed (its records lack matched keywords). Delete it once its mentions are in ClickHouse"
         );
     }
-    let (wal, replay) = Wal::open(&settings.data_dir.join(WAL_DIR), settings.wal_segment_bytes)
-        .context("opening the write-ahead log")?;
-    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), wal, replay, committed_rx);
+    let (log, replay) = open_log(&settings, &ch.database).await?;
+    let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), log, replay, committed_rx);
 
     let state = Arc::new(IngestState {
         registry: Registry::new(ch.client(), settings.catalog_ttl),

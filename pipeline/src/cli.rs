@@ -54,6 +54,8 @@ pub struct GlobalOpts {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `Run`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the ingest server, the dataflow and the ClickHouse sink.
     Run(RunOpts),
@@ -178,6 +180,14 @@ pub struct RunOpts {
     /// once ClickHouse has their effects) [default: 67108864]
     #[arg(long, env = "VIGIE_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// Keep the log in Fluvio instead of under the data dir: the address of the cluster's
+    /// SC, e.g. 127.0.0.1:9003 (needs a vigie built with the `fluvio` feature); ingest
+    /// answers 202 once Fluvio acknowledged the records
+    #[arg(long, env = "VIGIE_FLUVIO")]
+    pub fluvio: Option<String>,
+    /// Name of the Fluvio log (topics `NAME-g<N>`) [default: vigie-log-<database>]
+    #[arg(long, env = "VIGIE_FLUVIO_TOPIC")]
+    pub fluvio_topic: Option<String>,
     /// Allowed lateness of event times in seconds (at most 600): mentions older than the
     /// newest event time minus this still count in trends but join no window [default: 300]
     #[arg(long, env = "VIGIE_ALLOWED_LATENESS_SECS")]
@@ -402,6 +412,10 @@ pub struct FileConfig {
     pub wal_max_bytes: Option<u64>,
     /// See `--wal-segment-bytes`.
     pub wal_segment_bytes: Option<u64>,
+    /// See `--fluvio`.
+    pub fluvio: Option<String>,
+    /// See `--fluvio-topic`.
+    pub fluvio_topic: Option<String>,
     /// See `--allowed-lateness-secs`.
     pub allowed_lateness_secs: Option<u64>,
 }
@@ -437,8 +451,13 @@ pub struct RunSettings {
     pub shutdown_timeout: Duration,
     /// Disk budget of the write-ahead log.
     pub wal_max_bytes: u64,
-    /// Segment size of the write-ahead log.
+    /// Segment size of the write-ahead log (in Fluvio: the size below which it is not
+    /// compacted).
     pub wal_segment_bytes: u64,
+    /// The Fluvio cluster (SC address) holding the log, if not the data dir.
+    pub fluvio: Option<String>,
+    /// The Fluvio log's name (`None`: derived from the database).
+    pub fluvio_topic: Option<String>,
     /// How mentions are scored.
     pub scoring: crate::graph::score::ScoringSpec,
     /// Allowed lateness of event times.
@@ -520,6 +539,8 @@ impl RunOpts {
                 .or(file.wal_segment_bytes)
                 .unwrap_or(64 << 20)
                 .min((self.wal_max_bytes.or(file.wal_max_bytes).unwrap_or(8 << 30) / 4).max(1)),
+            fluvio: self.fluvio.clone().or(file.fluvio.clone()),
+            fluvio_topic: self.fluvio_topic.clone().or(file.fluvio_topic.clone()),
         }
     }
 }

@@ -6,9 +6,12 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod domain;
+#[cfg(feature = "fluvio")]
+pub mod fluvio_log;
 pub mod gen;
 pub mod graph;
 pub mod ingest;
+pub mod log;
 pub mod metrics;
 pub mod post;
 pub mod replay;

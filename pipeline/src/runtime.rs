@@ -22,8 +22,9 @@ use tracing::Instrument;
 use crate::graph::emit::{emit, SinkBatch};
 use crate::graph::records::{AlertRecord, Change, MentionBody, MentionKey};
 use crate::graph::{build, GraphSpec, Upsert};
+use crate::log::MentionLog;
 use crate::metrics::Metrics;
-use crate::wal::{LoggedEpoch, Wal};
+use crate::wal::LoggedEpoch;
 
 /// Options of the dataflow runtime.
 #[derive(Debug, Clone)]
@@ -106,13 +107,13 @@ pub struct Dataflow {
 
 impl Dataflow {
     /// Starts the workers and the router; changes go to `sink`. The router first replays
-    /// `replay` (the epochs recovered from `wal`), then logs every new epoch to `wal`
+    /// `replay` (the epochs recovered from `log`), then logs every new epoch to `log`
     /// before acknowledging it.
     pub fn start(
         cfg: RuntimeConfig,
         sink: mpsc::Sender<SinkBatch>,
         metrics: Arc<Metrics>,
-        wal: Wal,
+        log: MentionLog,
         replay: Vec<LoggedEpoch>,
         committed: watch::Receiver<u64>,
     ) -> Dataflow {
@@ -151,7 +152,7 @@ impl Dataflow {
             })
             .expect("spawning the timely thread");
         let (submissions, rx) = mpsc::channel(cfg.channel_depth);
-        let router = tokio::spawn(route(rx, senders, cfg, metrics, wal, replay, committed));
+        let router = tokio::spawn(route(rx, senders, cfg, metrics, log, replay, committed));
         Dataflow {
             submissions,
             workers: handle,
@@ -296,7 +297,7 @@ async fn route(
     workers: Vec<mpsc::Sender<Epoch>>,
     cfg: RuntimeConfig,
     metrics: Arc<Metrics>,
-    mut wal: Wal,
+    mut log: MentionLog,
     replay: Vec<LoggedEpoch>,
     committed: watch::Receiver<u64>,
 ) {
@@ -315,7 +316,7 @@ async fn route(
             }
         }
     }
-    metrics.set_wal_bytes(wal.bytes());
+    metrics.set_wal_bytes(log.bytes());
     while let Some(first) = rx.recv().await {
         let mut records = first.upserts.len();
         let mut batch = vec![first];
@@ -341,8 +342,8 @@ async fn route(
         let upserts = last_write_wins(upserts);
         let span = tracing::debug_span!("epoch", time, records);
         let committed_now = *committed.borrow();
-        if wal.compaction_due(committed_now) || wal.bytes() >= cfg.wal_max_bytes {
-            match tokio::task::block_in_place(|| wal.compact(committed_now)) {
+        if log.compaction_due(committed_now) || log.bytes() >= cfg.wal_max_bytes {
+            match log.compact(committed_now).await {
                 Ok(0) => {}
                 Ok(_) => {
                     metrics
@@ -351,11 +352,11 @@ async fn route(
                 }
                 Err(e) => tracing::error!(error = %e, "compacting the write-ahead log failed"),
             }
-            metrics.set_wal_bytes(wal.bytes());
+            metrics.set_wal_bytes(log.bytes());
         }
-        if wal.bytes() >= cfg.wal_max_bytes {
+        if log.bytes() >= cfg.wal_max_bytes {
             tracing::warn!(
-                bytes = wal.bytes(),
+                bytes = log.bytes(),
                 budget = cfg.wal_max_bytes,
                 "write-ahead log at its disk budget; refusing new records"
             );
@@ -366,7 +367,7 @@ async fn route(
         }
         let synced = std::time::Instant::now();
         // One fsync for every request of the epoch (group commit).
-        if let Err(e) = tokio::task::block_in_place(|| wal.append(time, &upserts)) {
+        if let Err(e) = log.append(time, &upserts).await {
             tracing::error!(error = %e, "cannot persist an epoch; its requests are refused");
             for ack in acks {
                 let _ = ack.send(Err(Refusal::LogFailed));
@@ -375,7 +376,7 @@ async fn route(
         }
         last_time = time;
         metrics.wal_sync_latency.observe(synced.elapsed());
-        metrics.set_wal_bytes(wal.bytes());
+        metrics.set_wal_bytes(log.bytes());
         if !send_epoch(&workers, time, upserts).instrument(span).await {
             tracing::error!("a dataflow worker stopped; no more epochs can be applied");
             return;

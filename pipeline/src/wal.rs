@@ -241,38 +241,23 @@ impl Wal {
         }
         let inputs: Vec<Segment> = self.closed[..n].to_vec();
         let before: u64 = inputs.iter().map(|s| s.bytes).sum();
-        let mut last: std::collections::HashMap<
-            (uuid::Uuid, uuid::Uuid),
-            (u64, MentionKey, Option<MentionBody>),
-        > = std::collections::HashMap::new();
+        let mut epochs = Vec::new();
         for seg in &inputs {
-            let (epochs, good, total) = read_all(&seg.path)?;
+            let (segment_epochs, good, total) = read_all(&seg.path)?;
             if good < total {
                 return Err(WalError::Corrupted {
                     path: seg.path.clone(),
                     offset: good,
                 });
             }
-            for (time, upserts) in epochs {
-                for (key, body) in upserts {
-                    last.insert((key.org, key.id), (time, key, body));
-                }
-            }
-        }
-        let mut by_time: std::collections::BTreeMap<u64, Vec<(MentionKey, Option<MentionBody>)>> =
-            Default::default();
-        for (time, key, body) in last.into_values() {
-            if body.is_some() {
-                by_time.entry(time).or_default().push((key, body));
-            }
+            epochs.extend(segment_epochs);
         }
         let target = inputs[0].path.clone();
         let tmp = target.with_extension("log.tmp");
         let mut written = 0u64;
         {
             let mut f = std::io::BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-            for (time, mut upserts) in by_time {
-                upserts.sort_by_key(|(k, _)| (k.org, k.id));
+            for (time, upserts) in compact_epochs(epochs) {
                 let record = encode(time, &upserts)?;
                 f.write_all(&record).map_err(io(&tmp))?;
                 written += record.len() as u64;
@@ -303,6 +288,35 @@ impl Wal {
         );
         Ok(before.saturating_sub(written))
     }
+}
+
+/// Kafka-style compaction of consecutive epochs: each mention's last record, at its
+/// original time, and nothing of deleted mentions; replaying the result rebuilds the same
+/// state. Epochs come out in time order, each sorted by key.
+pub fn compact_epochs(epochs: Vec<LoggedEpoch>) -> Vec<LoggedEpoch> {
+    let mut last: std::collections::HashMap<
+        (uuid::Uuid, uuid::Uuid),
+        (u64, MentionKey, Option<MentionBody>),
+    > = std::collections::HashMap::new();
+    for (time, upserts) in epochs {
+        for (key, body) in upserts {
+            last.insert((key.org, key.id), (time, key, body));
+        }
+    }
+    let mut by_time: std::collections::BTreeMap<u64, Vec<(MentionKey, Option<MentionBody>)>> =
+        Default::default();
+    for (time, key, body) in last.into_values() {
+        if body.is_some() {
+            by_time.entry(time).or_default().push((key, body));
+        }
+    }
+    by_time
+        .into_iter()
+        .map(|(time, mut upserts)| {
+            upserts.sort_by_key(|(k, _)| (k.org, k.id));
+            (time, upserts)
+        })
+        .collect()
 }
 
 /// Reads every intact record; returns them, the length of the intact prefix and the

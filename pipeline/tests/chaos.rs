@@ -62,3 +62,55 @@ fn negative_control_the_checks_fail_without_idempotence() {
     assert!(ok, "{out}");
     assert!(out.contains("NEGATIVE CONTROL OK"), "{out}");
 }
+
+/// The Fluvio cluster of the test run (`scripts/test.sh` starts one and sets
+/// `VIGIE_TEST_FLUVIO`); a build with the `fluvio` feature must be tested against it.
+#[cfg(feature = "fluvio")]
+fn fluvio_sc() -> String {
+    std::env::var("VIGIE_TEST_FLUVIO").expect(
+        "VIGIE_TEST_FLUVIO must name a Fluvio SC (e.g. 127.0.0.1:9003) to test the `fluvio` feature; scripts/test.sh starts one",
+    )
+}
+
+/// The same chaos with the log in Fluvio: every restart gets an empty data dir, so the
+/// mentions, the trends and the alert state all come back from Fluvio; the log is
+/// compacted into new generations while vigie is being killed.
+#[cfg(feature = "fluvio")]
+#[test]
+fn short_chaos_run_with_the_log_in_fluvio_loses_and_duplicates_nothing() {
+    let (ok, out) = chaos(&[
+        "--mentions",
+        "30000",
+        "--kills",
+        "5",
+        "--outages",
+        "2",
+        "--connections",
+        "2",
+        "--fluvio",
+        &fluvio_sc(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS"), "{out}");
+    assert!(out.contains("| 5 | 2 |"), "{out}");
+}
+
+#[cfg(feature = "fluvio")]
+#[test]
+fn negative_control_with_the_log_in_fluvio() {
+    let (ok, out) = chaos(&[
+        "--mentions",
+        "10000",
+        "--kills",
+        "2",
+        "--outages",
+        "1",
+        "--connections",
+        "2",
+        "--negative-control",
+        "--fluvio",
+        &fluvio_sc(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("NEGATIVE CONTROL OK"), "{out}");
+}

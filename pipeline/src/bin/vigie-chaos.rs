@@ -68,6 +68,11 @@ struct Opts {
     /// Switch idempotence off in vigie and expect the checks to fail
     #[arg(long)]
     negative_control: bool,
+    /// Run vigie with its log in the Fluvio cluster whose SC is at this address (a vigie
+    /// built with the `fluvio` feature); every restart then gets an empty data dir, so
+    /// whatever comes back comes back from Fluvio
+    #[arg(long)]
+    fluvio: Option<String>,
     /// Keep the database when the checks fail (with `--outages-by cut`), to look into it
     #[arg(long)]
     keep_failed: bool,
@@ -117,7 +122,7 @@ impl Outages {
                 let server = server.clone();
                 *stopping = Some(std::thread::spawn(move || {
                     if let Ok(mut s) = server.lock() {
-                        s.stop(n % 2 == 0);
+                        s.stop(n.is_multiple_of(2));
                     }
                 }));
             }
@@ -172,6 +177,21 @@ struct Run {
     refused_503: AtomicU64,
 }
 
+/// Bytes of the log, as the running vigie reports them (`vigie_wal_bytes`).
+async fn reported_log_bytes(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("vigie_wal_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Bytes of the write-ahead log on disk.
 fn wal_bytes(data_dir: &std::path::Path) -> u64 {
     std::fs::read_dir(data_dir.join(vigie_pipeline::app::WAL_DIR))
@@ -217,6 +237,11 @@ fn spawn_vigie(
     .args(["--wal-max-bytes", &budget.to_string()])
     .arg("--data-dir")
     .arg(data_dir)
+    .args(opts.fluvio.iter().flat_map(|f| ["--fluvio", f]))
+    .args([
+        "--fluvio-topic",
+        &format!("vigie-chaos-{}", &db[db.len() - 12..]),
+    ])
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     if opts.negative_control {
@@ -490,14 +515,22 @@ async fn main() -> anyhow::Result<()> {
         if stalled
             || (kills < opts.kills && progress >= (kills + 1) as f64 / (opts.kills + 1) as f64)
         {
-            *run.base.lock().map_err(|_| anyhow::anyhow!("lock"))? = None;
+            let old_base = run.base.lock().map_err(|_| anyhow::anyhow!("lock"))?.take();
+            let fluvio_bytes = match (&opts.fluvio, old_base) {
+                (Some(_), Some(b)) => reported_log_bytes(&http, &b).await,
+                _ => None,
+            };
             child.kill()?;
             child.wait()?;
             kills += 1;
             let tight =
                 opts.tight_budget_every > 0 && kills % opts.tight_budget_every == 0 && !stalled;
+            if opts.fluvio.is_some() {
+                // The log is in Fluvio: nothing local survives the crash.
+                let _ = std::fs::remove_dir_all(&data_dir);
+            }
             let budget = if tight {
-                wal_bytes(&data_dir) + (1 << 20)
+                fluvio_bytes.unwrap_or_else(|| wal_bytes(&data_dir)) + (1 << 20)
             } else {
                 ROOMY
             };

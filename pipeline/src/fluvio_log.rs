@@ -1,0 +1,402 @@
+//! The log in Fluvio (`vigie run --fluvio HOST:PORT`, cargo feature `fluvio`): instead of
+//! the local write-ahead log, each epoch is produced to a Fluvio topic and ingest answers 202
+//! only once Fluvio has acknowledged every record of it. At start-up the topic is read back
+//! and replayed into the dataflow, exactly as the local log is.
+//!
+//! - **Records.** One Fluvio record per epoch, or several (`parts`) when an epoch is larger
+//!   than [`MAX_PART_BYTES`]: bincode of [`Entry::Part`]. An epoch whose parts are not all
+//!   there was never acknowledged (the crash came before the last part's ack) and is not
+//!   replayed.
+//! - **Generations and compaction.** The log is the topic `<name>-g<N>`. A generation is
+//!   usable once it holds an [`Entry::Sealed`] record; appends go after it. Compaction (the
+//!   same rule as the local log's: below the committed time only each mention's last record
+//!   is kept and deleted mentions vanish) writes generation N+1 — the compacted epochs, the
+//!   newer epochs verbatim, then `Sealed` — and only then deletes generation N. At start-up
+//!   the highest sealed generation wins and every other one is deleted, so a crash at any
+//!   point of a compaction loses nothing and replays nothing twice.
+//! - **Retention.** Topics are created with a ten-year retention: records leave the log
+//!   through compaction only.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use fluvio::consumer::ConsumerConfigExtBuilder;
+use fluvio::metadata::topic::{CleanupPolicy, SegmentBasedPolicy, TopicSpec};
+use fluvio::{
+    Fluvio, FluvioAdmin, FluvioClusterConfig, Isolation, Offset, RecordKey,
+    TopicProducerConfigBuilder, TopicProducerPool,
+};
+use futures_util::StreamExt;
+
+use crate::graph::records::{MentionBody, MentionKey};
+use crate::wal::{compact_epochs, LoggedEpoch};
+
+/// Largest payload of one Fluvio record; bigger epochs are split into parts.
+pub const MAX_PART_BYTES: usize = 512 << 10;
+
+/// Retention of the topics (records leave by compaction, not by age).
+const RETENTION_SECS: u32 = 10 * 365 * 86_400;
+
+/// One record of the topic.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum Entry {
+    /// Part `part` (from 0) of `parts` of the epoch at `time`.
+    Part {
+        time: u64,
+        part: u32,
+        parts: u32,
+        upserts: Vec<(MentionKey, Option<MentionBody>)>,
+    },
+    /// The generation is complete: everything before this record is the whole log.
+    Sealed,
+}
+
+/// The log, kept in a Fluvio topic.
+pub struct FluvioLog {
+    client: Fluvio,
+    admin: FluvioAdmin,
+    name: String,
+    generation: u64,
+    producer: TopicProducerPool,
+    bytes: u64,
+    /// Bytes of the generation right after it was written (compaction is due once the log
+    /// has grown well past it).
+    base_bytes: u64,
+    /// The committed time of the last compaction (nothing below it is left to compact).
+    compacted_below: u64,
+    min_compaction_bytes: u64,
+}
+
+fn topic(name: &str, generation: u64) -> String {
+    format!("{name}-g{generation}")
+}
+
+/// A valid topic name for `database` (Fluvio: lowercase letters, digits and `-`, ≤ 63).
+pub fn default_topic_name(database: &str) -> String {
+    let mut name: String = format!("vigie-log-{database}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(52); // room for "-g<N>"
+    name.trim_end_matches('-').to_string()
+}
+
+/// Splits an epoch into records of at most about [`MAX_PART_BYTES`].
+fn encode_parts(
+    time: u64,
+    upserts: &[(MentionKey, Option<MentionBody>)],
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let size = bincode::serialized_size(&upserts).context("sizing an epoch")? as usize;
+    let parts = size.div_ceil(MAX_PART_BYTES).max(1);
+    let per_part = upserts.len().div_ceil(parts).max(1);
+    let chunks: Vec<&[(MentionKey, Option<MentionBody>)]> = if upserts.is_empty() {
+        vec![&[]]
+    } else {
+        upserts.chunks(per_part).collect()
+    };
+    let count = chunks.len() as u32;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            bincode::serialize(&Entry::Part {
+                time,
+                part: i as u32,
+                parts: count,
+                upserts: chunk.to_vec(),
+            })
+            .context("encoding an epoch")
+        })
+        .collect()
+}
+
+impl FluvioLog {
+    /// Connects to the Fluvio cluster at `endpoint` (its SC, e.g. `127.0.0.1:9003`), opens
+    /// the log named `name` (creating it when there is none) and returns it with every
+    /// acknowledged epoch, in time order. Compaction is considered once the log holds at
+    /// least `min_compaction_bytes`.
+    pub async fn open(
+        endpoint: &str,
+        name: &str,
+        min_compaction_bytes: u64,
+    ) -> anyhow::Result<(FluvioLog, Vec<LoggedEpoch>)> {
+        let config = FluvioClusterConfig::new(endpoint);
+        let client = tokio::time::timeout(
+            Duration::from_secs(30),
+            Fluvio::connect_with_config(&config),
+        )
+        .await
+        .with_context(|| format!("connecting to Fluvio at {endpoint}: timed out"))?
+        .with_context(|| format!("connecting to Fluvio at {endpoint}"))?;
+        let admin = client.admin().await;
+        let prefix = format!("{name}-g");
+        let mut generations: Vec<u64> = admin
+            .all::<TopicSpec>()
+            .await
+            .context("listing Fluvio topics")?
+            .into_iter()
+            .filter_map(|t| t.name.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        generations.sort_unstable();
+        let mut chosen: Option<(u64, Vec<LoggedEpoch>, u64)> = None;
+        for &g in generations.iter().rev() {
+            let (epochs, sealed, bytes) = read_generation(&client, &topic(name, g)).await?;
+            if sealed {
+                chosen = Some((g, epochs, bytes));
+                break;
+            }
+        }
+        for &g in &generations {
+            if chosen.as_ref().is_none_or(|(c, _, _)| *c != g) {
+                tracing::info!(topic = %topic(name, g), "removing a Fluvio log generation that is not the current one");
+                admin
+                    .delete::<TopicSpec>(topic(name, g))
+                    .await
+                    .with_context(|| format!("deleting Fluvio topic {}", topic(name, g)))?;
+            }
+        }
+        let (generation, epochs, bytes) = match chosen {
+            Some(c) => c,
+            None => {
+                let g = generations.last().map_or(1, |g| g + 1);
+                create_topic(&admin, &topic(name, g)).await?;
+                let producer = producer(&client, &topic(name, g)).await?;
+                send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
+                (g, Vec::new(), 0)
+            }
+        };
+        let producer = producer(&client, &topic(name, generation)).await?;
+        Ok((
+            FluvioLog {
+                client,
+                admin,
+                name: name.to_string(),
+                generation,
+                producer,
+                bytes,
+                base_bytes: bytes,
+                compacted_below: 0,
+                min_compaction_bytes: min_compaction_bytes.max(1),
+            },
+            epochs,
+        ))
+    }
+
+    /// Produces one epoch and waits until Fluvio has acknowledged all of it.
+    pub async fn append(
+        &mut self,
+        time: u64,
+        upserts: &[(MentionKey, Option<MentionBody>)],
+    ) -> anyhow::Result<()> {
+        let records = encode_parts(time, upserts)?;
+        self.bytes += send_all(&self.producer, records).await?;
+        Ok(())
+    }
+
+    /// Bytes of the current generation's records.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether a compaction is worth it: the log holds at least the minimum and has grown
+    /// to twice its size after the last compaction, and some of it is committed.
+    pub fn compaction_due(&self, committed: u64) -> bool {
+        committed > self.compacted_below
+            && self.bytes >= self.min_compaction_bytes
+            && self.bytes >= 2 * self.base_bytes
+    }
+
+    /// Writes the next generation (epochs below `committed` compacted, the rest verbatim),
+    /// seals it, switches to it and deletes the current one. Returns the bytes freed.
+    pub async fn compact(&mut self, committed: u64) -> anyhow::Result<u64> {
+        if committed <= self.compacted_below {
+            return Ok(0);
+        }
+        let current = topic(&self.name, self.generation);
+        let (epochs, sealed, before) = read_generation(&self.client, &current).await?;
+        if !sealed {
+            bail!("Fluvio log {current} lost its seal");
+        }
+        let (old, new): (Vec<LoggedEpoch>, Vec<LoggedEpoch>) =
+            epochs.into_iter().partition(|(t, _)| *t < committed);
+        let next = self.generation + 1;
+        let next_topic = topic(&self.name, next);
+        create_topic(&self.admin, &next_topic).await?;
+        let producer = producer(&self.client, &next_topic).await?;
+        let mut written = 0u64;
+        for (time, upserts) in compact_epochs(old).into_iter().chain(new) {
+            written += send_all(&producer, encode_parts(time, &upserts)?).await?;
+        }
+        send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
+        // The next generation is complete: from here a restart picks it.
+        self.producer = producer;
+        self.generation = next;
+        self.bytes = written;
+        self.base_bytes = written;
+        self.compacted_below = committed;
+        self.admin
+            .delete::<TopicSpec>(current.clone())
+            .await
+            .with_context(|| format!("deleting Fluvio topic {current}"))?;
+        tracing::info!(topic = %next_topic, before, after = written, "compacted the Fluvio log");
+        Ok(before.saturating_sub(written))
+    }
+
+    /// The topic appends go to.
+    pub fn topic(&self) -> String {
+        topic(&self.name, self.generation)
+    }
+}
+
+async fn create_topic(admin: &FluvioAdmin, name: &str) -> anyhow::Result<()> {
+    let mut spec = TopicSpec::new_computed(1, 1, None);
+    spec.set_cleanup_policy(CleanupPolicy::Segment(SegmentBasedPolicy {
+        time_in_seconds: RETENTION_SECS,
+    }));
+    admin
+        .create(name.to_string(), false, spec)
+        .await
+        .with_context(|| format!("creating Fluvio topic {name}"))?;
+    // The SPU takes a moment to host a new partition.
+    for _ in 0..100 {
+        if admin
+            .all::<fluvio::metadata::partition::PartitionSpec>()
+            .await
+            .is_ok_and(|ps| {
+                ps.iter().any(|p| {
+                    p.name.starts_with(&format!("{name}-"))
+                        && p.status.resolution
+                            == fluvio::metadata::partition::PartitionResolution::Online
+                })
+            })
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("Fluvio topic {name} did not come online")
+}
+
+async fn producer(client: &Fluvio, topic: &str) -> anyhow::Result<TopicProducerPool> {
+    let config = TopicProducerConfigBuilder::default()
+        .batch_size(MAX_PART_BYTES * 2)
+        .max_request_size(MAX_PART_BYTES * 4)
+        .linger(Duration::ZERO)
+        .isolation(Isolation::ReadCommitted)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("configuring the Fluvio producer")?;
+    client
+        .topic_producer_with_config(topic, config)
+        .await
+        .with_context(|| format!("opening a producer on Fluvio topic {topic}"))
+}
+
+/// Sends records and waits for every acknowledgement; returns their bytes.
+async fn send_all(producer: &TopicProducerPool, records: Vec<Vec<u8>>) -> anyhow::Result<u64> {
+    let bytes = records.iter().map(|r| r.len() as u64).sum();
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        pending.push(
+            producer
+                .send(RecordKey::NULL, r)
+                .await
+                .context("producing to Fluvio")?,
+        );
+    }
+    producer.flush().await.context("flushing to Fluvio")?;
+    for p in pending {
+        p.wait()
+            .await
+            .context("waiting for Fluvio's acknowledgement")?;
+    }
+    Ok(bytes)
+}
+
+/// Reads a generation from its start to its current end: its complete epochs in order,
+/// whether it is sealed, and the bytes of its records.
+async fn read_generation(
+    client: &Fluvio,
+    topic: &str,
+) -> anyhow::Result<(Vec<LoggedEpoch>, bool, u64)> {
+    let config = ConsumerConfigExtBuilder::default()
+        .topic(topic)
+        .partition(0)
+        .offset_start(Offset::beginning())
+        .disable_continuous(true)
+        .max_bytes(64 << 20)
+        .isolation(Isolation::ReadCommitted)
+        .build()
+        .context("configuring the Fluvio consumer")?;
+    let mut stream = client
+        .consumer_with_config(config)
+        .await
+        .with_context(|| format!("reading Fluvio topic {topic}"))?;
+    let mut epochs: Vec<LoggedEpoch> = Vec::new();
+    // Parts of the epoch being assembled: (time, parts expected, upserts so far, parts seen).
+    type Assembling = (u64, u32, Vec<(MentionKey, Option<MentionBody>)>, u32);
+    let mut open: Option<Assembling> = None;
+    let (mut sealed, mut bytes) = (false, 0u64);
+    let mut incomplete = 0usize;
+    while let Some(record) = stream.next().await {
+        let record = record.map_err(|e| anyhow::anyhow!("reading Fluvio topic {topic}: {e:?}"))?;
+        let offset = record.offset();
+        let value = record.value();
+        bytes += value.len() as u64;
+        let entry: Entry = bincode::deserialize(value).with_context(|| {
+            format!(
+                "Fluvio topic {topic}: undecodable record at offset {offset}; refusing to skip it"
+            )
+        })?;
+        match entry {
+            Entry::Sealed => sealed = true,
+            Entry::Part {
+                time,
+                part,
+                parts,
+                upserts,
+            } => {
+                if part == 0 {
+                    if open.take().is_some() {
+                        incomplete += 1;
+                    }
+                    open = Some((time, parts, upserts, 1));
+                } else if let Some((t, _, ups, seen)) =
+                    open.as_mut().filter(|o| o.0 == time && o.3 == part)
+                {
+                    debug_assert_eq!(*t, time);
+                    ups.extend(upserts);
+                    *seen += 1;
+                } else {
+                    open = None;
+                    incomplete += 1;
+                    continue;
+                }
+                if open.as_ref().is_some_and(|o| o.3 == o.1) {
+                    let (time, _, upserts, _) = open.take().unwrap_or_else(|| unreachable!());
+                    if epochs.last().is_some_and(|(t, _)| *t >= time) {
+                        bail!("Fluvio topic {topic}: epoch {time} out of order at offset {offset}");
+                    }
+                    epochs.push((time, upserts));
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        incomplete += 1;
+    }
+    if incomplete > 0 {
+        tracing::warn!(
+            topic,
+            incomplete,
+            "epochs with missing parts were never acknowledged; not replayed"
+        );
+    }
+    Ok((epochs, sealed, bytes))
+}
