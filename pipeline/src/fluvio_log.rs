@@ -165,7 +165,7 @@ impl FluvioLog {
             Some(c) => c,
             None => {
                 let g = generations.last().map_or(1, |g| g + 1);
-                create_topic(&admin, &topic(name, g)).await?;
+                create_topic(&client, &topic(name, g)).await?;
                 let producer = producer(&client, &topic(name, g)).await?;
                 send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
                 (g, Vec::new(), 0)
@@ -227,7 +227,7 @@ impl FluvioLog {
             epochs.into_iter().partition(|(t, _)| *t < committed);
         let next = self.generation + 1;
         let next_topic = topic(&self.name, next);
-        create_topic(&self.admin, &next_topic).await?;
+        create_topic(&self.client, &next_topic).await?;
         let producer = producer(&self.client, &next_topic).await?;
         let mut written = 0u64;
         for (time, upserts) in compact_epochs(old).into_iter().chain(new) {
@@ -254,15 +254,42 @@ impl FluvioLog {
     }
 }
 
-async fn create_topic(admin: &FluvioAdmin, name: &str) -> anyhow::Result<()> {
+async fn create_topic(client: &Fluvio, name: &str) -> anyhow::Result<()> {
     let mut spec = TopicSpec::new_computed(1, 1, None);
     spec.set_cleanup_policy(CleanupPolicy::Segment(SegmentBasedPolicy {
         time_in_seconds: RETENTION_SECS,
     }));
-    admin
-        .create(name.to_string(), false, spec)
+    // A busy SC can leave a request unanswered (the client waits 60 s): ask again on a
+    // new admin connection, and take "already exists" from a retry as done.
+    let mut attempt = 0;
+    let mut admin = client.admin().await;
+    loop {
+        attempt += 1;
+        if attempt > 1 {
+            admin = client.admin().await;
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            admin.create(name.to_string(), false, spec.clone()),
+        )
         .await
-        .with_context(|| format!("creating Fluvio topic {name}"))?;
+        {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if attempt > 1 && format!("{e:#}").to_lowercase().contains("exist") => break,
+            Ok(Err(e)) if attempt >= 5 => {
+                return Err(e).with_context(|| format!("creating Fluvio topic {name}"))
+            }
+            Err(_) if attempt >= 5 => bail!("creating Fluvio topic {name}: no answer in 5 tries"),
+            Ok(Err(e)) => {
+                tracing::warn!(topic = name, error = %format!("{e:#}"), "creating a Fluvio topic failed; retrying")
+            }
+            Err(_) => tracing::warn!(
+                topic = name,
+                "Fluvio did not answer a topic creation in 10 s; retrying"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+    }
     // The SPU takes a moment to host a new partition.
     for _ in 0..100 {
         if admin
