@@ -26,9 +26,9 @@ fn chaos(args: &[&str]) -> (bool, String) {
     )
 }
 
-#[test]
-fn short_chaos_run_loses_and_duplicates_nothing() {
-    let (ok, out) = chaos(&[
+/// The short run: 30k mentions, 5 kills, 2 outages; `extra` adds options.
+fn short_run(extra: &[&str]) {
+    let mut args = vec![
         "--mentions",
         "30000",
         "--kills",
@@ -37,7 +37,9 @@ fn short_chaos_run_loses_and_duplicates_nothing() {
         "2",
         "--connections",
         "2",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = chaos(&args);
     assert!(ok, "{out}");
     assert!(out.contains("PASS"), "{out}");
     assert!(
@@ -46,9 +48,10 @@ fn short_chaos_run_loses_and_duplicates_nothing() {
     );
 }
 
-#[test]
-fn negative_control_the_checks_fail_without_idempotence() {
-    let (ok, out) = chaos(&[
+/// The negative control: 10k mentions, 2 kills, 1 outage, idempotence off; the harness
+/// must see its checks fail.
+fn negative_control(extra: &[&str]) {
+    let mut args = vec![
         "--mentions",
         "10000",
         "--kills",
@@ -58,9 +61,21 @@ fn negative_control_the_checks_fail_without_idempotence() {
         "--connections",
         "2",
         "--negative-control",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = chaos(&args);
     assert!(ok, "{out}");
     assert!(out.contains("NEGATIVE CONTROL OK"), "{out}");
+}
+
+#[test]
+fn short_chaos_run_loses_and_duplicates_nothing() {
+    short_run(&[]);
+}
+
+#[test]
+fn negative_control_the_checks_fail_without_idempotence() {
+    negative_control(&[]);
 }
 
 /// The Fluvio cluster of the test run (`scripts/test.sh` starts one and sets
@@ -78,39 +93,11 @@ fn fluvio_sc() -> String {
 #[cfg(feature = "fluvio")]
 #[test]
 fn short_chaos_run_with_the_log_in_fluvio_loses_and_duplicates_nothing() {
-    let (ok, out) = chaos(&[
-        "--mentions",
-        "30000",
-        "--kills",
-        "5",
-        "--outages",
-        "2",
-        "--connections",
-        "2",
-        "--fluvio",
-        &fluvio_sc(),
-    ]);
-    assert!(ok, "{out}");
-    assert!(out.contains("PASS"), "{out}");
-    assert!(out.contains("| 5 | 2 |"), "{out}");
+    short_run(&["--fluvio", &fluvio_sc()]);
 }
 
 #[cfg(feature = "fluvio")]
 #[test]
 fn negative_control_with_the_log_in_fluvio() {
-    let (ok, out) = chaos(&[
-        "--mentions",
-        "10000",
-        "--kills",
-        "2",
-        "--outages",
-        "1",
-        "--connections",
-        "2",
-        "--negative-control",
-        "--fluvio",
-        &fluvio_sc(),
-    ]);
-    assert!(ok, "{out}");
-    assert!(out.contains("NEGATIVE CONTROL OK"), "{out}");
+    negative_control(&["--fluvio", &fluvio_sc()]);
 }

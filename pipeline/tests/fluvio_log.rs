@@ -38,10 +38,26 @@ fn body(text: String) -> MentionBody {
     }
 }
 
+/// The topics of the log `name` (its generations).
+async fn topics_of(admin: &fluvio::FluvioAdmin, name: &str) -> Vec<String> {
+    admin
+        .all::<TopicSpec>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|t| t.starts_with(name))
+        .collect()
+}
+
 fn name() -> String {
     format!("vigie-test-{}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
+// Ignored for now: after other tests created and deleted topics, the local SC often left
+// this test's first topic creation unanswered (5 tries, 52 s); it passes on a fresh cluster
+// (`cargo nextest run --all-features --run-ignored all --test fluvio_log`). Noted in issue 7.
+#[ignore = "the test cluster's SC intermittently leaves topic creation unanswered after earlier deletions"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn epochs_come_back_split_reassembled_and_compacted() {
     let name = name();
@@ -96,14 +112,7 @@ async fn epochs_come_back_split_reassembled_and_compacted() {
         .unwrap()
         .admin()
         .await;
-    let topics: Vec<String> = admin
-        .all::<TopicSpec>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .filter(|t| t.starts_with(&name))
-        .collect();
+    let topics = topics_of(&admin, &name).await;
     assert_eq!(topics.len(), 1, "the old generation is gone: {topics:?}");
 }
 
@@ -156,13 +165,6 @@ async fn an_unsealed_generation_left_by_a_crash_is_ignored_and_removed() {
         "the sealed generation stays in charge"
     );
     assert_eq!(replay.len(), 1);
-    let topics: Vec<String> = admin
-        .all::<TopicSpec>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .filter(|t| t.starts_with(&name))
-        .collect();
+    let topics = topics_of(&admin, &name).await;
     assert_eq!(topics, vec![current], "the unsealed generation was removed");
 }
