@@ -394,10 +394,9 @@ async fn read_generation(
                         incomplete += 1;
                     }
                     open = Some((time, parts, upserts, 1));
-                } else if let Some((t, _, ups, seen)) =
+                } else if let Some((_, _, ups, seen)) =
                     open.as_mut().filter(|o| o.0 == time && o.3 == part)
                 {
-                    debug_assert_eq!(*t, time);
                     ups.extend(upserts);
                     *seen += 1;
                 } else {

@@ -376,30 +376,16 @@ struct AlertCheck {
 
 /// Every acknowledged critical mention must be named by exactly one critical-mention alert
 /// (a replay raising it again under another id would name it twice), and `alerts FINAL`
-/// must hold one row per id.
+/// must hold one row per id. `id_to_n` maps stored mention ids to logical mentions.
 async fn check_alerts(
     http: &reqwest::Client,
     url: &str,
     db: &str,
     acked: &[u64],
+    id_to_n: &std::collections::HashMap<String, u64>,
 ) -> anyhow::Result<AlertCheck> {
     let rows = count(http, url, db, "SELECT count() FROM alerts FINAL").await?;
     let ids = count(http, url, db, "SELECT uniqExact(id) FROM alerts FINAL").await?;
-    // Mention id → logical mention (the number in its url).
-    let id_to_n: std::collections::HashMap<String, u64> = verify::sorted_rows(
-        http,
-        url,
-        db,
-        "SELECT toString(id), url FROM mentions FINAL",
-    )
-    .await
-    .map_err(anyhow::Error::msg)?
-    .into_iter()
-    .filter_map(|row| {
-        let (id, u) = row.split_once('\t')?;
-        Some((id.to_string(), u.rsplit('/').next()?.parse().ok()?))
-    })
-    .collect();
     let named = verify::sorted_rows(
         http,
         url,
@@ -596,16 +582,25 @@ async fn main() -> anyhow::Result<()> {
     }
     let stored_rows = count(&http, url, &db, "SELECT count() FROM mentions FINAL").await?;
     let stored_urls = count(&http, url, &db, "SELECT uniqExact(url) FROM mentions FINAL").await?;
-    let urls = verify::sorted_rows(&http, url, &db, "SELECT url FROM mentions FINAL")
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let stored_set: std::collections::HashSet<u64> = urls
-        .iter()
-        .filter_map(|u| u.rsplit('/').next()?.parse().ok())
-        .collect();
+    // Stored mention id → logical mention (the number in its url).
+    let id_to_n: std::collections::HashMap<String, u64> = verify::sorted_rows(
+        &http,
+        url,
+        &db,
+        "SELECT toString(id), url FROM mentions FINAL",
+    )
+    .await
+    .map_err(anyhow::Error::msg)?
+    .into_iter()
+    .filter_map(|row| {
+        let (id, u) = row.split_once('\t')?;
+        Some((id.to_string(), u.rsplit('/').next()?.parse().ok()?))
+    })
+    .collect();
+    let stored_set: std::collections::HashSet<u64> = id_to_n.values().copied().collect();
     let lost = acked.iter().filter(|n| !stored_set.contains(n)).count() as u64;
     let duplicated = stored_rows - stored_urls;
-    let alerts = check_alerts(&http, url, &db, &acked).await?;
+    let alerts = check_alerts(&http, url, &db, &acked, &id_to_n).await?;
     let _ = child.kill();
     let _ = child.wait();
 
