@@ -1,6 +1,8 @@
 //! Shared inputs for vigie's benchmarks.
 #![deny(missing_docs)]
 
+pub mod harness;
+
 use uuid::Uuid;
 use vigie_pipeline::domain::Engagement;
 use vigie_pipeline::graph::records::{MentionBody, MentionKey};
@@ -28,7 +30,7 @@ pub fn mentions(n: usize, orgs: u128) -> Vec<(MentionKey, Option<MentionBody>)> 
                 source: Uuid::from_u128(100 + (i128 * 7) % 4),
                 created_at_us: 1_790_000_000_000_000
                     + ((i as i64 * 7_919_000_003) % (30 * 86_400_000_000)),
-                text: TEXTS[i % TEXTS.len()].to_string(),
+                text: TEXTS[i % TEXTS.len()].into(),
                 author: "@bench".into(),
                 url: "https://example.com/p".into(),
                 engagement: Engagement {
@@ -37,7 +39,7 @@ pub fn mentions(n: usize, orgs: u128) -> Vec<(MentionKey, Option<MentionBody>)> 
                     replies: 1,
                     author_followers: 300,
                 },
-                keywords: Vec::new(),
+                keywords: Vec::new().into(),
             };
             (key, Some(body))
         })

@@ -54,6 +54,8 @@ enum Entry {
 /// The log, kept in a Fluvio topic.
 pub struct FluvioLog {
     client: Fluvio,
+    /// The SC's address (a topic creation left unanswered is retried on a new connection).
+    endpoint: String,
     admin: FluvioAdmin,
     name: String,
     generation: u64,
@@ -165,7 +167,7 @@ impl FluvioLog {
             Some(c) => c,
             None => {
                 let g = generations.last().map_or(1, |g| g + 1);
-                create_topic(&client, &topic(name, g)).await?;
+                create_topic(&client, endpoint, &topic(name, g)).await?;
                 let producer = producer(&client, &topic(name, g)).await?;
                 send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
                 (g, Vec::new(), 0)
@@ -175,6 +177,7 @@ impl FluvioLog {
         Ok((
             FluvioLog {
                 client,
+                endpoint: endpoint.to_string(),
                 admin,
                 name: name.to_string(),
                 generation,
@@ -227,7 +230,7 @@ impl FluvioLog {
             epochs.into_iter().partition(|(t, _)| *t < committed);
         let next = self.generation + 1;
         let next_topic = topic(&self.name, next);
-        create_topic(&self.client, &next_topic).await?;
+        create_topic(&self.client, &self.endpoint, &next_topic).await?;
         let producer = producer(&self.client, &next_topic).await?;
         let mut written = 0u64;
         for (time, upserts) in compact_epochs(old).into_iter().chain(new) {
@@ -254,20 +257,20 @@ impl FluvioLog {
     }
 }
 
-async fn create_topic(client: &Fluvio, name: &str) -> anyhow::Result<()> {
+async fn create_topic(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Result<()> {
     let mut spec = TopicSpec::new_computed(1, 1, None);
     spec.set_cleanup_policy(CleanupPolicy::Segment(SegmentBasedPolicy {
         time_in_seconds: RETENTION_SECS,
     }));
-    // A busy SC can leave a request unanswered (the client waits 60 s): ask again on a
-    // new admin connection, and take "already exists" from a retry as done.
+    // The SC answers a creation once the partition is online. An admin handle shares the
+    // client's one connection, and the SC serves a connection's requests in order, so a
+    // creation left unanswered blocks every retry on it: retry on a new connection, and take
+    // "already exists" from a retry as done.
     let mut attempt = 0;
     let mut admin = client.admin().await;
+    let mut _fresh_client: Option<Fluvio> = None;
     loop {
         attempt += 1;
-        if attempt > 1 {
-            admin = client.admin().await;
-        }
         match tokio::time::timeout(
             Duration::from_secs(10),
             admin.create(name.to_string(), false, spec.clone()),
@@ -283,10 +286,21 @@ async fn create_topic(client: &Fluvio, name: &str) -> anyhow::Result<()> {
             Ok(Err(e)) => {
                 tracing::warn!(topic = name, error = %format!("{e:#}"), "creating a Fluvio topic failed; retrying")
             }
-            Err(_) => tracing::warn!(
-                topic = name,
-                "Fluvio did not answer a topic creation in 10 s; retrying"
-            ),
+            Err(_) => {
+                tracing::warn!(
+                    topic = name,
+                    "Fluvio did not answer a topic creation in 10 s; retrying on a new connection"
+                );
+                let fresh = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    Fluvio::connect_with_config(&FluvioClusterConfig::new(endpoint)),
+                )
+                .await;
+                if let Ok(Ok(fresh)) = fresh {
+                    admin = fresh.admin().await;
+                    _fresh_client = Some(fresh);
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
     }

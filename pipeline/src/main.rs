@@ -5,6 +5,11 @@ use tracing_subscriber::EnvFilter;
 use vigie_pipeline::cli::{Cli, Command, FileConfig};
 use vigie_pipeline::{admin, app, gen, replay, scoring};
 
+// The dataflow allocates and frees many small records across threads; glibc's allocator
+// spent ~45% of the CPU on that under load (benches/README.md, "Profile").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -217,6 +217,10 @@ impl Metrics {
         };
         let _ = writeln!(
             out,
+            "# HELP vigie_committed_epoch Every epoch below this is in ClickHouse (compare with the \"epoch\" of a 202).\n# TYPE vigie_committed_epoch gauge\nvigie_committed_epoch {committed}"
+        );
+        let _ = writeln!(
+            out,
             "# HELP vigie_dataflow_lag_seconds Dataflow time fed minus dataflow time written to ClickHouse.\n# TYPE vigie_dataflow_lag_seconds gauge\nvigie_dataflow_lag_seconds {lag}"
         );
         counter(

@@ -6,8 +6,8 @@
 //! ingest ──Submission──▶ router ──Epoch (per worker, by org)──▶ timely workers ──SinkBatch──▶ sink
 //! ```
 //!
-//! Every channel is bounded. A worker takes its next epoch only when the previous one has
-//! left the graph, so the dataflow is fed at its own pace.
+//! Every channel is bounded. A worker lets a few epochs into the graph at once and takes
+//! the next only when the oldest has left it, so the dataflow is fed at its own pace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -171,6 +171,9 @@ impl Dataflow {
     }
 }
 
+/// Epochs a worker lets into the graph before the oldest of them has come out.
+const IN_FLIGHT: usize = 4;
+
 fn run_worker(
     worker: &mut timely::worker::Worker,
     rx: &mut mpsc::Receiver<Epoch>,
@@ -210,18 +213,28 @@ fn run_worker(
             differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
         emit(changes, index, sink);
     });
+    // Epochs fed but not yet out of the graph, oldest first.
+    let mut in_flight: std::collections::VecDeque<u64> = Default::default();
     loop {
-        // Feed at the dataflow's pace: the previous epoch must have left the graph.
-        if probe.less_than(input.time()) {
+        // Feed at the dataflow's pace: at most `IN_FLIGHT` epochs in the graph at once (a
+        // few, so operators work on several times per scheduling, and memory stays bounded).
+        while in_flight
+            .front()
+            .is_some_and(|t| !probe.less_than(&(t + 1)))
+        {
+            in_flight.pop_front();
+        }
+        if in_flight.len() >= IN_FLIGHT {
             worker.step_or_park(Some(Duration::from_millis(1)));
             continue;
         }
         match rx.try_recv() {
             Ok(epoch) => {
+                in_flight.push_back(epoch.time);
                 input.advance_to(epoch.time);
                 let n = epoch.upserts.len();
                 for (key, body) in epoch.upserts {
-                    input.send::<Upsert>((key, body, epoch.time));
+                    input.send::<Upsert>((key, body.map(Arc::new), epoch.time));
                 }
                 input.advance_to(epoch.time + 1);
                 if index == 0 {

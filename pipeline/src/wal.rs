@@ -388,11 +388,11 @@ mod tests {
         MentionBody {
             source: Uuid::from_u128(2),
             created_at_us: 1_790_000_000_000_000,
-            text: text.to_string(),
+            text: text.into(),
             author: "@a".into(),
             url: "https://e.com".into(),
             engagement: Engagement::default(),
-            keywords: Vec::new(),
+            keywords: Vec::new().into(),
         }
     }
 

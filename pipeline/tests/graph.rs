@@ -41,7 +41,8 @@ fn body(rng: &mut StdRng, sources: &[Uuid]) -> MentionBody {
             "{} {}",
             TEXTS[rng.random_range(0..TEXTS.len())],
             rng.random_range(0..u32::MAX)
-        ),
+        )
+        .into(),
         author: "@a".into(),
         url: "https://e.com".into(),
         engagement: Engagement {
@@ -50,7 +51,7 @@ fn body(rng: &mut StdRng, sources: &[Uuid]) -> MentionBody {
             replies: 0,
             author_followers: 5,
         },
-        keywords: Vec::new(),
+        keywords: Vec::new().into(),
     }
 }
 
@@ -59,7 +60,7 @@ fn oracle(model: &HashMap<MentionKey, MentionBody>, cfg: &ScoreConfig) -> BTreeM
     let mut out = BTreeMap::new();
     let mut trends: BTreeMap<TrendKey, Sums> = BTreeMap::new();
     for (k, b) in model {
-        let s = score_one(*k, b.clone(), cfg);
+        let s = score_one(*k, b.clone().into(), cfg);
         let secs = b.created_at_us.div_euclid(1_000_000);
         for g in Granularity::ALL {
             let key = TrendKey {
@@ -141,7 +142,7 @@ fn graph_matches_a_plain_recomputation_after_every_epoch() {
             let t = t as u64 + 1;
             input.advance_to(t);
             for (k, b) in last_write_wins(epoch) {
-                input.send((k, b, t));
+                input.send((k, b.map(Into::into), t));
             }
         }
     });

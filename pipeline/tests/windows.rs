@@ -56,23 +56,23 @@ fn rules() -> AlertRules {
 
 fn body(rng: &mut StdRng, source: Uuid, t_us: i64, text: String) -> MentionBody {
     let keywords: Vec<String> = KEYWORDS.iter().map(|k| k.to_string()).collect();
-    let matched = vigie_udfs::virality::matched_keywords(&text, &keywords)
+    let matched: Vec<String> = vigie_udfs::virality::matched_keywords(&text, &keywords)
         .into_iter()
         .map(|i| keywords[i].clone())
         .collect();
     MentionBody {
         source,
         created_at_us: t_us,
-        text,
+        text: text.into(),
         author: "@a".into(),
-        url: String::new(),
+        url: "".into(),
         engagement: Engagement {
             likes: rng.random_range(0..40),
             shares: rng.random_range(0..5),
             replies: rng.random_range(0..5),
             author_followers: rng.random_range(0..5000),
         },
-        keywords: matched,
+        keywords: matched.into(),
     }
 }
 
@@ -189,7 +189,7 @@ fn run_graph(epochs: &[Epoch], late: Arc<AtomicU64>, spill: Option<std::path::Pa
             let t = t as u64 + 1;
             input.advance_to(t);
             for (k, b) in last_write_wins(epoch) {
-                input.send((k, b, t));
+                input.send((k, b.map(Into::into), t));
             }
         }
     });
@@ -301,8 +301,8 @@ impl Oracle {
             if old == new {
                 continue;
             }
-            let so = old.map(|b| score_one(k, b, &self.cfg));
-            let sn = new.clone().map(|b| score_one(k, b, &self.cfg));
+            let so = old.map(|b| score_one(k, b.into(), &self.cfg));
+            let sn = new.clone().map(|b| score_one(k, b.into(), &self.cfg));
             // Virality membership.
             let in_place = matches!((&so, &sn), (Some(o), Some(n))
                 if o.body.created_at_us == n.body.created_at_us && o.story == n.story);
@@ -358,7 +358,7 @@ impl Oracle {
         self.model
             .iter()
             .map(|(k, b)| {
-                let s = score_one(*k, b.clone(), &self.cfg);
+                let s = score_one(*k, b.clone().into(), &self.cfg);
                 let v = if self.member.get(k).copied().unwrap_or(false) {
                     let t = s.body.created_at_us;
                     let h = heat(&self.story_minutes[&(k.org, s.story)], minute_of_us(t));

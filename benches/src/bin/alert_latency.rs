@@ -14,84 +14,18 @@
 //! the dispatcher and the HTTP delivery.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use uuid::Uuid;
+use vigie_benches::harness::{arg, cli, pct, receiver, Arrivals, Vigie};
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
+/// When each SSE event arrived, by the first mention id of its alert.
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
-fn cli(vigie: &str, url: &str, db: &str, args: &[&str]) -> String {
-    let out = Command::new(vigie)
-        .args(["--clickhouse-url", url, "--database", db, "--log", "warn"])
-        .args(args)
-        .output()
-        .expect("running vigie");
-    assert!(
-        out.status.success(),
-        "vigie {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// Records, per alert's first mention id, when a webhook delivery arrived.
-async fn receiver(arrivals: Arrivals) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let arrivals = arrivals.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 16384];
-                loop {
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            let at = Instant::now();
-                            let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + len])
-                                .unwrap_or_default();
-                            buf.drain(..end + 4 + len);
-                            if let Some(m) = body["mention_ids"][0].as_str() {
-                                arrivals.lock().unwrap().insert(m.to_string(), at);
-                            }
-                            let _ = sock
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                                .await;
-                            continue;
-                        }
-                    }
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    url
-}
-
-fn sse(url: String, key: String, arrivals: Arrivals) {
+fn sse(url: String, key: String, arrivals: Seen) {
     tokio::spawn(async move {
         let resp = reqwest::Client::new()
             .get(url)
@@ -117,13 +51,6 @@ fn sse(url: String, key: String, arrivals: Arrivals) {
     });
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -136,14 +63,6 @@ fn rfc3339(secs: i64) -> String {
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::main]
@@ -201,7 +120,7 @@ async fn main() {
         ],
     );
     let hooks: Arrivals = Arc::default();
-    let streamed: Arrivals = Arc::default();
+    let streamed: Seen = Arc::default();
     let hook_url = receiver(hooks.clone()).await;
     cli(
         &vigie,
@@ -212,33 +131,8 @@ async fn main() {
         ],
     );
     let data_dir = std::env::temp_dir().join(format!("vigie-bench-{}", Uuid::new_v4().simple()));
-    let mut child = Command::new(&vigie)
-        .args([
-            "--clickhouse-url",
-            &ch,
-            "--database",
-            &db,
-            "--log",
-            "warn",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting vigie run");
-    let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("vigie exited").unwrap();
-        if let Some(u) = line.strip_prefix("vigie listening on ") {
-            break u.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let vigie_run = Vigie::start(&vigie, &ch, &db, &data_dir, &[]);
+    let base = vigie_run.base.clone();
     sse(
         format!("{base}/v1/alerts/stream"),
         key.clone(),
@@ -306,7 +200,7 @@ async fn main() {
         ack.push(sent.elapsed().as_secs_f64() * 1000.0);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let h = hooks.lock().unwrap().get(&id).copied();
+            let h = hooks.lock().unwrap().get(&id).map(|a| a.at);
             let s = streamed.lock().unwrap().get(&id).copied();
             if let (Some(h), Some(s)) = (h, s) {
                 to_hook.push((h - sent).as_secs_f64() * 1000.0);
@@ -354,7 +248,7 @@ async fn main() {
     }) {
         println!("{l}");
     }
-    drop(child);
+    vigie_run.kill();
     let _ = std::fs::remove_dir_all(&data_dir);
     let _ = reqwest::Client::new()
         .post(&ch)

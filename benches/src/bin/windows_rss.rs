@@ -151,9 +151,9 @@ fn main() {
                 if !recent.is_empty() && rng.below(10) == 0 {
                     let j = rng.below(recent.len() as u64) as usize;
                     let old = recent[j].clone();
-                    let mut body = old.body.clone();
+                    let mut body = (*old.body).clone();
                     body.engagement.likes += 1 + rng.below(50);
-                    let new = score_one(old.key, body, &cfg);
+                    let new = score_one(old.key, body.into(), &cfg);
                     input.update(old, -1);
                     input.update(new.clone(), 1);
                     recent[j] = new;
@@ -180,23 +180,23 @@ fn main() {
                 let body = MentionBody {
                     source: Uuid::from_u128(1000 + u128::from(rng.below(5))),
                     created_at_us: t,
-                    text,
+                    text: text.into(),
                     author: "@bench".into(),
-                    url: String::new(),
+                    url: "".into(),
                     engagement: Engagement {
                         likes: rng.below(30),
                         shares: rng.below(5),
                         replies: rng.below(5),
                         author_followers: rng.below(10_000),
                     },
-                    keywords: vec!["acme".to_string()],
+                    keywords: vec!["acme".to_string()].into(),
                 };
                 let s = score_one(
                     MentionKey {
                         org,
                         id: Uuid::from_u128(next_id),
                     },
-                    body,
+                    body.into(),
                     &cfg,
                 );
                 if recent.len() < 4096 {

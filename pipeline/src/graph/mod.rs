@@ -34,7 +34,9 @@ use timely::dataflow::{Scope, Stream};
 use records::{Change, MentionBody, MentionKey};
 
 /// One input record: the mention's new body, or `None` to delete it, at a dataflow time.
-pub type Upsert = (MentionKey, Option<MentionBody>, u64);
+/// Bodies are shared (`Arc`): the upsert arrangement keeps every live mention and its merges
+/// copy values, so a value is a pointer (profiled in benches/README.md, "Profile").
+pub type Upsert = (MentionKey, Option<Arc<MentionBody>>, u64);
 
 /// Sizes of the event-time stages' state, summed over workers (exported as `vigie_state_*`
 /// gauges): what the watermark keeps bounded, and the one per-mention part that is not.
@@ -125,10 +127,10 @@ pub struct Stages<'s> {
 /// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
 pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Stages<'s> {
     let mentions = arrange_from_upsert::<
-        ValBuilder<MentionKey, MentionBody, u64, isize>,
-        ValSpine<MentionKey, MentionBody, u64, isize>,
+        ValBuilder<MentionKey, Arc<MentionBody>, u64, isize>,
+        ValSpine<MentionKey, Arc<MentionBody>, u64, isize>,
         MentionKey,
-        MentionBody,
+        Arc<MentionBody>,
     >(upserts, "Mentions")
     .as_collection(|k, v| (*k, v.clone()));
 

@@ -4,6 +4,7 @@
 //! retraction cancels its insertion bit for bit, and records can be `Ord`.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
 use serde::{Deserialize, Serialize};
@@ -36,17 +37,18 @@ pub struct MentionBody {
     pub source: Uuid,
     /// Event time, microseconds since the epoch.
     pub created_at_us: i64,
-    /// Text.
-    pub text: String,
+    /// Text (shared: the record is copied by every stage and by arrangement merges, its
+    /// strings are not).
+    pub text: Arc<str>,
     /// Author.
-    pub author: String,
+    pub author: Arc<str>,
     /// Link.
-    pub url: String,
+    pub url: Arc<str>,
     /// Engagement numbers.
     pub engagement: Engagement,
     /// Keywords of the source the text matched, as the source spells them (decided at
     /// ingest from the source's keywords then, so a replay matches the same ones).
-    pub keywords: Vec<String>,
+    pub keywords: Arc<[String]>,
 }
 
 /// Fixed-point scale of scores: 1.0 is 1_000_000.
@@ -75,8 +77,8 @@ pub fn virality_micros(v: f64) -> i32 {
 pub struct Scored {
     /// Identity.
     pub key: MentionKey,
-    /// As sent.
-    pub body: MentionBody,
+    /// As sent (shared: stages and arrangement merges copy the pointer, not the body).
+    pub body: Arc<MentionBody>,
     /// Language code: 0 other, 1 en, 2 fr.
     pub lang: u8,
     /// -1 negative, 0 neutral, 1 positive.

@@ -8,6 +8,8 @@ use timely::dataflow::operators::Operator;
 use timely::progress::Timestamp;
 use vigie_udfs::{Lang, ScoreConfig, Scores};
 
+use std::sync::Arc;
+
 use super::records::{to_micros, MentionBody, MentionKey, Scored};
 use crate::scoring::{BatchScorer, ScorerChoice};
 
@@ -30,13 +32,13 @@ impl Default for ScoringSpec {
 }
 
 /// Scores one mention with the lexicon scorer.
-pub fn score_one(key: MentionKey, body: MentionBody, cfg: &ScoreConfig) -> Scored {
+pub fn score_one(key: MentionKey, body: Arc<MentionBody>, cfg: &ScoreConfig) -> Scored {
     let s = vigie_udfs::score(&body.text, cfg);
     scored(key, body, &s)
 }
 
 /// The scored record of a mention, from its scores.
-pub fn scored(key: MentionKey, body: MentionBody, s: &Scores) -> Scored {
+pub fn scored(key: MentionKey, body: Arc<MentionBody>, s: &Scores) -> Scored {
     let story = vigie_udfs::virality::story_key(&body.text);
     Scored {
         key,
@@ -76,7 +78,7 @@ pub fn lang_str(code: u8) -> &'static str {
 /// is in the write-ahead log, and dropping or mis-scoring a batch would break the exact
 /// cancellation of later retractions.
 pub fn score<'s, T: Timestamp>(
-    mentions: VecCollection<'s, T, (MentionKey, MentionBody)>,
+    mentions: VecCollection<'s, T, (MentionKey, Arc<MentionBody>)>,
     spec: ScoringSpec,
 ) -> VecCollection<'s, T, Scored> {
     let cfg = spec.config;
@@ -90,8 +92,7 @@ pub fn score<'s, T: Timestamp>(
                 .unwrap_or_else(|e| panic!("cannot build the scorer: {e:#}"));
             move |input, output| {
                 input.for_each(|time, data| {
-                    let texts: Vec<&str> =
-                        data.iter().map(|((_, b), _, _)| b.text.as_str()).collect();
+                    let texts: Vec<&str> = data.iter().map(|((_, b), _, _)| &*b.text).collect();
                     let scores = scorer.score_batch(&texts).unwrap_or_else(|e| {
                         panic!("scoring a batch of {} failed: {e:#}", texts.len())
                     });

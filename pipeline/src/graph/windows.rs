@@ -59,7 +59,7 @@ impl WinRec {
             key: s.key,
             t_us: s.body.created_at_us,
             source: s.body.source,
-            keywords: s.body.keywords.clone(),
+            keywords: s.body.keywords.to_vec(),
             negative: s.label < 0,
         }
     }

@@ -292,13 +292,12 @@ where
         return Err(IngestError::NothingValid(rejections));
     }
     let accepted = upserts.len();
-    submit(state, upserts).await?;
+    let epoch = submit(state, upserts).await?;
     state
         .metrics
         .mentions_accepted
         .fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
-    let body =
-        json!({"accepted": accepted, "rejected": rejected, "ids": ids, "errors": rejections});
+    let body = json!({"accepted": accepted, "rejected": rejected, "ids": ids, "errors": rejections, "epoch": epoch});
     Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response())
 }
 

@@ -173,11 +173,11 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
         body: MentionBody {
             source,
             created_at_us,
-            text: text.to_string(),
-            author: author.to_string(),
-            url: url.to_string(),
+            text: text.into(),
+            author: author.into(),
+            url: url.into(),
             engagement,
-            keywords: Vec::new(),
+            keywords: Vec::new().into(),
         },
     })
 }

@@ -1,0 +1,711 @@
+//! End-to-end load: a generated corpus is posted over HTTP to a real `vigie run` and timed
+//! until it is **visible in ClickHouse** (mentions, trends and alerts: every epoch below
+//! `vigie_committed_epoch`), beside two references measured in the same run on the same
+//! corpus — ClickHouse's own insert ceiling and a Python baseline of the original design.
+//!
+//! ```text
+//! cargo build --release -p vigie-pipeline -p vigie-benches
+//! VIGIE_TEST_CLICKHOUSE_URL=http://127.0.0.1:18123 target/release/e2e --mentions 1000000
+//! ```
+//!
+//! Phases (each prints its own table row):
+//! 1. **max**: the corpus posted by `--connections` (8) concurrent clients in NDJSON
+//!    batches of `--batch` (1,000) mentions, as fast as vigie acknowledges them.
+//! 2. **half** (`--then-half`): a fresh corpus of the same size at half the rate phase 1
+//!    made visible — where freshness is judged.
+//! 3. **recovery** (`--recover`): vigie is killed (SIGKILL) and started again on the same
+//!    data dir; time until it listens, and until a mention posted then is in ClickHouse.
+//! 4. **ceiling** (unless `--no-ceiling`): the phase-1 mentions, scored beforehand, inserted
+//!    as `mentions` rows (RowBinary, batches of 100,000, 2 concurrent inserts) into a table
+//!    of the same shape.
+//! 5. **baseline** (unless `--no-baseline`): `benches/baseline/vader_worker.py` on the
+//!    phase-1 corpus: one Python process scoring each mention with `vaderSentiment` and
+//!    inserting batches of 5,000 rows of the same shape (the original design's worker).
+//!
+//! Freshness is ack → visible: the 202's `epoch` against `vigie_committed_epoch`, polled
+//! every 20 ms. Alert latency is from the epoch of the update that raised an alert (the
+//! alert's `version`: the wall-clock millisecond its epoch closed, before the log's fsync)
+//! to the webhook's arrival at a receiver on 127.0.0.1, for the alerts the corpus's viral
+//! complaints raise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use uuid::Uuid;
+use vigie_benches::harness::{
+    arg, arg_or, cli, cli_json, cpu_seconds, flag, pct, receiver, rss_bytes, Arrivals, Vigie,
+};
+use vigie_pipeline::gen::{Feed, Generator};
+use vigie_sinks::clickhouse::rows::MentionRow;
+
+const KEYWORDS: &str = "acme,nimbus,veloce,lumio,kestrel,orbea";
+
+/// One request's worth of mentions.
+struct Batch {
+    feed: usize,
+    body: String,
+    n: usize,
+}
+
+struct Corpus {
+    batches: Vec<Batch>,
+    /// Mention id → batch index (for alert latency).
+    batch_of: HashMap<u128, u32>,
+    mentions: usize,
+}
+
+fn generate(gen: &mut Generator, feeds: &[Feed], n: usize, batch: usize) -> (Corpus, Vec<Value>) {
+    let mut open: Vec<(String, usize, Vec<u128>)> =
+        vec![(String::new(), 0, Vec::new()); feeds.len()];
+    let mut batches = Vec::with_capacity(n / batch + feeds.len());
+    let mut batch_of = HashMap::with_capacity(n);
+    let mut records = Vec::with_capacity(n);
+    let close = |f: usize,
+                 b: &mut (String, usize, Vec<u128>),
+                 batches: &mut Vec<Batch>,
+                 batch_of: &mut HashMap<u128, u32>| {
+        let idx = batches.len() as u32;
+        for id in b.2.drain(..) {
+            batch_of.insert(id, idx);
+        }
+        batches.push(Batch {
+            feed: f,
+            body: std::mem::take(&mut b.0),
+            n: std::mem::take(&mut b.1),
+        });
+    };
+    for _ in 0..n {
+        let (f, v) = gen.next(feeds);
+        let id = Uuid::parse_str(v["id"].as_str().unwrap())
+            .unwrap()
+            .as_u128();
+        let b = &mut open[f];
+        b.0.push_str(&v.to_string());
+        b.0.push('\n');
+        b.1 += 1;
+        b.2.push(id);
+        records.push(v);
+        if b.1 >= batch {
+            close(f, b, &mut batches, &mut batch_of);
+        }
+    }
+    for (f, b) in open.iter_mut().enumerate() {
+        if b.1 > 0 {
+            close(f, b, &mut batches, &mut batch_of);
+        }
+    }
+    (
+        Corpus {
+            batches,
+            batch_of,
+            mentions: n,
+        },
+        records,
+    )
+}
+
+#[derive(Default)]
+struct Phase {
+    name: String,
+    mentions: usize,
+    asked_rate: Option<f64>,
+    ack_secs: f64,
+    visible_secs: f64,
+    refused: u64,
+    fresh_ms: Vec<f64>,
+    alert_ms: Vec<f64>,
+    rss_max: u64,
+    rss_end: u64,
+    cpu_cores: f64,
+    ch_rows: u64,
+}
+
+impl Phase {
+    fn visible_rate(&self) -> f64 {
+        self.mentions as f64 / self.visible_secs
+    }
+}
+
+fn committed_epoch(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigie_committed_epoch "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn ch_query(http: &reqwest::Client, url: &str, sql: &str) -> String {
+    let r = http
+        .post(url)
+        .body(sql.to_string())
+        .send()
+        .await
+        .expect("ClickHouse answers");
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{sql}: {text}");
+    text
+}
+
+async fn inserted_rows(http: &reqwest::Client, url: &str) -> u64 {
+    ch_query(
+        http,
+        url,
+        "SELECT value FROM system.events WHERE event = 'InsertedRows'",
+    )
+    .await
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
+struct Run<'a> {
+    http: reqwest::Client,
+    ch: &'a str,
+    keys: &'a [String],
+    connections: usize,
+    hooks: Arrivals,
+}
+
+impl Run<'_> {
+    /// Posts `corpus` (at `rate` mentions/s, or as fast as acknowledged) and waits until
+    /// all of it is visible in ClickHouse.
+    async fn phase(&self, name: &str, vigie: &Vigie, corpus: &Corpus, rate: Option<f64>) -> Phase {
+        let base = vigie.base.clone();
+        let next = Arc::new(AtomicUsize::new(0));
+        let acked = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        // epoch → ack instants (with the number of mentions).
+        let pending: Arc<Mutex<BTreeMap<u64, Vec<(Instant, usize)>>>> = Arc::default();
+        // (key, body, mentions, mentions before it).
+        let mut before = 0usize;
+        let batches: Arc<Vec<(String, String, usize, usize)>> = Arc::new(
+            corpus
+                .batches
+                .iter()
+                .map(|b| {
+                    before += b.n;
+                    (self.keys[b.feed].clone(), b.body.clone(), b.n, before - b.n)
+                })
+                .collect(),
+        );
+        let rows_before = inserted_rows(&self.http, self.ch).await;
+        let cpu_before = cpu_seconds(vigie.pid());
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..self.connections {
+            let (next, acked, refused, pending, batches, base, http) = (
+                next.clone(),
+                acked.clone(),
+                refused.clone(),
+                pending.clone(),
+                batches.clone(),
+                base.clone(),
+                self.http.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    let Some((key, body, n, before)) = batches.get(i) else {
+                        return;
+                    };
+                    if let Some(rate) = rate {
+                        // Batch i leaves when the mentions before it are due.
+                        let due = started + Duration::from_secs_f64(*before as f64 / rate.max(1.0));
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    loop {
+                        let resp = http
+                            .post(format!("{base}/v1/mentions"))
+                            .bearer_auth(key)
+                            .header("content-type", "application/x-ndjson")
+                            .body(body.clone())
+                            .send()
+                            .await;
+                        match resp {
+                            Ok(r) if r.status() == 202 => {
+                                let now = Instant::now();
+                                let v: Value = r.json().await.unwrap_or_default();
+                                assert_eq!(v["accepted"].as_u64(), Some(*n as u64), "{v}");
+                                let epoch = v["epoch"].as_u64().expect("a 202 names its epoch");
+                                pending
+                                    .lock()
+                                    .unwrap()
+                                    .entry(epoch)
+                                    .or_default()
+                                    .push((now, *n));
+                                acked.fetch_add(*n as u64, Relaxed);
+                                break;
+                            }
+                            Ok(r) if r.status() == 503 => {
+                                refused.fetch_add(1, Relaxed);
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Ok(r) => panic!(
+                                "HTTP {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            ),
+                            Err(e) => panic!("posting: {e}"),
+                        }
+                    }
+                }
+            }));
+        }
+        let total = corpus.mentions as u64;
+        let pid = vigie.pid();
+        let (mut visible, mut fresh_ms) = (0u64, Vec::with_capacity(corpus.batches.len()));
+        let (mut rss_max, mut ack_secs) = (0u64, 0.0);
+        let mut last_print = Instant::now();
+        let mut last_visible = (Instant::now(), 0u64);
+        let mut visible_secs = 0.0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let acked_now = acked.load(Relaxed);
+            if acked_now == total && ack_secs == 0.0 {
+                ack_secs = started.elapsed().as_secs_f64();
+            }
+            let Ok(metrics) = self.http.get(format!("{base}/metrics")).send().await else {
+                continue;
+            };
+            let Some(committed) = committed_epoch(&metrics.text().await.unwrap_or_default()) else {
+                continue;
+            };
+            let now = Instant::now();
+            {
+                let mut p = pending.lock().unwrap();
+                let rest = p.split_off(&committed);
+                for (_, acks) in std::mem::replace(&mut *p, rest) {
+                    for (at, n) in acks {
+                        fresh_ms.push((now - at).as_secs_f64() * 1000.0);
+                        visible += n as u64;
+                    }
+                }
+            }
+            if visible == total {
+                visible_secs = started.elapsed().as_secs_f64();
+            }
+            if last_print.elapsed() >= Duration::from_secs(1) || visible == total {
+                let rss = rss_bytes(pid);
+                rss_max = rss_max.max(rss);
+                let dt = last_visible.0.elapsed().as_secs_f64();
+                eprintln!(
+                    "[{name} {:>5.1}s] acked {acked_now:>9} visible {visible:>9} ({:>7.0}/s now) RSS {:>6.0} MiB CPU {:.2} cores{}",
+                    started.elapsed().as_secs_f64(),
+                    (visible - last_visible.1) as f64 / dt,
+                    rss as f64 / 1048576.0,
+                    (cpu_seconds(pid) - cpu_before) / started.elapsed().as_secs_f64(),
+                    if refused.load(Relaxed) > 0 { format!(", {} × 503", refused.load(Relaxed)) } else { String::new() },
+                );
+                last_print = Instant::now();
+                last_visible = (Instant::now(), visible);
+            }
+            if visible == total {
+                break;
+            }
+        }
+        for t in tasks {
+            t.await.expect("a poster panicked");
+        }
+        let cpu_cores = (cpu_seconds(pid) - cpu_before) / visible_secs;
+        let ch_rows = inserted_rows(&self.http, self.ch).await - rows_before;
+        // Alerts raised by this corpus: from the epoch of the update that raised each (its
+        // `version`, the wall-clock time the epoch closed) to the webhook's arrival.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut alert_ms: Vec<f64> = self
+            .hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, _)| {
+                Uuid::parse_str(id).is_ok_and(|id| corpus.batch_of.contains_key(&id.as_u128()))
+            })
+            .map(|(_, a)| a.wall_ms.saturating_sub(a.version) as f64)
+            .collect();
+        fresh_ms.sort_by(f64::total_cmp);
+        alert_ms.sort_by(f64::total_cmp);
+        Phase {
+            name: name.into(),
+            mentions: corpus.mentions,
+            asked_rate: rate,
+            ack_secs,
+            visible_secs,
+            refused: refused.load(Relaxed),
+            fresh_ms,
+            alert_ms,
+            rss_max,
+            rss_end: rss_bytes(pid),
+            cpu_cores,
+            ch_rows,
+        }
+    }
+}
+
+fn scored_row(org: Uuid, v: &Value, version: u64) -> MentionRow {
+    let text = v["text"].as_str().unwrap_or_default();
+    let s = vigie_udfs::score(text, &vigie_udfs::ScoreConfig::default());
+    let created = time::OffsetDateTime::parse(
+        v["created_at"].as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_or(0, |t| t.unix_timestamp());
+    let lower = text.to_lowercase();
+    let mut emotions: Vec<(f32, &str)> =
+        s.emotions.present().map(|(e, w)| (w, e.as_str())).collect();
+    emotions.sort_by(|a, b| b.0.total_cmp(&a.0));
+    MentionRow {
+        org_id: org,
+        id: Uuid::parse_str(v["id"].as_str().unwrap_or_default()).unwrap_or_default(),
+        source_id: Uuid::parse_str(v["source_id"].as_str().unwrap_or_default()).unwrap_or_default(),
+        text: text.to_string(),
+        author: v["author"].as_str().unwrap_or_default().to_string(),
+        url: v["url"].as_str().unwrap_or_default().to_string(),
+        created_at: created as u32,
+        created_at_us: 0,
+        likes: v["likes"].as_u64().unwrap_or(0),
+        shares: v["shares"].as_u64().unwrap_or(0),
+        replies: v["replies"].as_u64().unwrap_or(0),
+        author_followers: v["author_followers"].as_u64().unwrap_or(0),
+        lang: s.lang.as_str().to_string(),
+        sentiment: s.sentiment.label as i8,
+        sentiment_score: s.sentiment.score,
+        confidence: s.sentiment.confidence,
+        emotions: emotions.into_iter().map(|(_, e)| e.to_string()).collect(),
+        virality_score: 0.0,
+        keywords: KEYWORDS
+            .split(',')
+            .filter(|k| lower.contains(k))
+            .map(String::from)
+            .collect(),
+        story_id: 0,
+        analyzed_at: (version / 1000) as u32,
+        version,
+    }
+}
+
+/// ClickHouse's insert ceiling: pre-scored rows of `mentions`' shape, RowBinary, batched.
+async fn ceiling(ch: &str, db: &str, rows: Vec<MentionRow>) -> (usize, f64) {
+    let http = reqwest::Client::new();
+    ch_query(
+        &http,
+        ch,
+        &format!("CREATE TABLE {db}.ceiling_mentions AS {db}.mentions"),
+    )
+    .await;
+    let client = clickhouse::Client::default()
+        .with_url(ch)
+        .with_database(db)
+        .with_validation(false);
+    let n = rows.len();
+    let chunks: Vec<Vec<MentionRow>> = {
+        let mut it = rows.into_iter().peekable();
+        let mut out = Vec::new();
+        while it.peek().is_some() {
+            out.push(it.by_ref().take(100_000).collect());
+        }
+        out
+    };
+    let queue = Arc::new(Mutex::new(chunks));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (queue, client) = (queue.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(chunk) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let mut insert = client
+                    .insert::<MentionRow>("ceiling_mentions")
+                    .await
+                    .expect("insert");
+                for r in &chunk {
+                    insert.write(r).await.expect("row");
+                }
+                insert.end().await.expect("insert end");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("inserter");
+    }
+    (n, started.elapsed().as_secs_f64())
+}
+
+fn fmt_ms(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    format!(
+        "{:.0} / {:.0} / {:.0} ms",
+        pct(v, 0.5),
+        pct(v, 0.99),
+        v.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let vigie = arg("--vigie").unwrap_or_else(|| "target/release/vigie".into());
+    let ch = arg("--clickhouse")
+        .or_else(|| std::env::var("VIGIE_TEST_CLICKHOUSE_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8123".into());
+    let n: usize = arg_or("--mentions", 1_000_000);
+    let batch: usize = arg_or("--batch", 1000);
+    let connections: usize = arg_or("--connections", 8);
+    let orgs: usize = arg_or("--orgs", 20);
+    let workers: String = arg_or("--workers", "1".to_string());
+    let rate: Option<f64> = arg("--rate").and_then(|v| v.parse().ok());
+    let python = arg("--python").unwrap_or_else(|| "python3".into());
+    let db = format!("vigie_e2e_{}", Uuid::new_v4().simple());
+    let http = reqwest::Client::new();
+
+    eprintln!("setting up {orgs} organisations × 3 sources in {db}");
+    cli(&vigie, &ch, &db, &["migrate"]);
+    let mut feeds = Vec::new();
+    let mut keys = Vec::new();
+    let mut org_ids = Vec::new();
+    let hooks: Arrivals = Arc::default();
+    let hook_url = receiver(hooks.clone()).await;
+    for o in 0..orgs {
+        let org = cli_json(
+            &vigie,
+            &ch,
+            &db,
+            &["org", "create", &format!("bench-{o}"), "--json"],
+        );
+        let org_id = org["org_id"].as_str().unwrap().to_string();
+        let mut sources = Vec::new();
+        for (t, name) in [("twitter", "x"), ("reddit", "r"), ("news", "n")] {
+            let s = cli_json(
+                &vigie,
+                &ch,
+                &db,
+                &[
+                    "source",
+                    "add",
+                    "--org",
+                    &org_id,
+                    "--type",
+                    t,
+                    "--name",
+                    name,
+                    "--keywords",
+                    KEYWORDS,
+                    "--json",
+                ],
+            );
+            sources.push(Uuid::parse_str(s["source_id"].as_str().unwrap()).unwrap());
+        }
+        cli(
+            &vigie,
+            &ch,
+            &db,
+            &[
+                "webhook", "add", "--org", &org_id, "--url", &hook_url, "--json",
+            ],
+        );
+        let key = org["ingest_key"].as_str().unwrap().to_string();
+        feeds.push(Feed {
+            key: key.clone(),
+            sources,
+        });
+        keys.push(key);
+        org_ids.push(Uuid::parse_str(&org_id).unwrap());
+    }
+
+    eprintln!("generating {n} mentions");
+    let mut gen = Generator::live(7, 30.0);
+    let (corpus, records) = generate(&mut gen, &feeds, n, batch);
+    let second = flag("--then-half").then(|| generate(&mut gen, &feeds, n, batch).0);
+    let bytes: usize = corpus.batches.iter().map(|b| b.body.len()).sum();
+    eprintln!(
+        "{} batches, {:.0} bytes per mention on the wire",
+        corpus.batches.len(),
+        bytes as f64 / n as f64
+    );
+
+    let data_dir = std::env::temp_dir().join(format!("vigie-e2e-{}", Uuid::new_v4().simple()));
+    let extra = ["--workers", workers.as_str()];
+    let run = Run {
+        http: http.clone(),
+        ch: &ch,
+        keys: &keys,
+        connections,
+        hooks: hooks.clone(),
+    };
+    let mut vigie_run = Vigie::start(&vigie, &ch, &db, &data_dir, &extra);
+    let mut phases = vec![run.phase("max", &vigie_run, &corpus, rate).await];
+    if let Some(second) = &second {
+        let half = phases[0].visible_rate() / 2.0;
+        hooks.lock().unwrap().clear();
+        phases.push(run.phase("half", &vigie_run, second, Some(half)).await);
+    }
+    let stored: u64 = ch_query(
+        &http,
+        &ch,
+        &format!("SELECT count() FROM {db}.mentions FINAL"),
+    )
+    .await
+    .trim()
+    .parse()
+    .unwrap_or(0);
+    let expected = phases.iter().map(|p| p.mentions as u64).sum::<u64>();
+    assert_eq!(stored, expected, "mentions in ClickHouse");
+
+    let mut recovery = None;
+    if flag("--recover") {
+        vigie_run.kill();
+        let t0 = Instant::now();
+        vigie_run = Vigie::start(&vigie, &ch, &db, &data_dir, &extra);
+        let listening = t0.elapsed().as_secs_f64();
+        let (probe, _) = generate(&mut gen, &feeds, 1, 1);
+        let b = &probe.batches[0];
+        let epoch = loop {
+            let r = http
+                .post(format!("{}/v1/mentions", vigie_run.base))
+                .bearer_auth(&keys[b.feed])
+                .header("content-type", "application/x-ndjson")
+                .body(b.body.clone())
+                .send()
+                .await
+                .expect("posting the probe");
+            if r.status() == 202 {
+                break r.json::<Value>().await.unwrap()["epoch"].as_u64().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let acked = t0.elapsed().as_secs_f64();
+        loop {
+            let m = http
+                .get(format!("{}/metrics", vigie_run.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if committed_epoch(&m).is_some_and(|c| c > epoch) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let caught_up = t0.elapsed().as_secs_f64();
+        recovery = Some((listening, acked, caught_up, rss_bytes(vigie_run.pid())));
+    }
+    vigie_run.kill();
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    let ceiling_result = if flag("--no-ceiling") {
+        None
+    } else {
+        let version = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let rows: Vec<MentionRow> = corpus
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let org = org_ids[b.feed];
+                b.body
+                    .lines()
+                    .map(move |l| (org, serde_json::from_str::<Value>(l).unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(org, v)| scored_row(org, &v, version))
+            .collect();
+        eprintln!("ceiling: inserting {} pre-scored rows", rows.len());
+        Some(ceiling(&ch, &db, rows).await)
+    };
+    drop(records);
+
+    let baseline = if flag("--no-baseline") {
+        None
+    } else {
+        let path = std::env::temp_dir().join(format!(
+            "vigie-e2e-corpus-{}.ndjson",
+            Uuid::new_v4().simple()
+        ));
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            for b in &corpus.batches {
+                for l in b.body.lines() {
+                    let mut v: Value = serde_json::from_str(l).unwrap();
+                    v["org_id"] = Value::String(org_ids[b.feed].to_string());
+                    writeln!(f, "{v}").unwrap();
+                }
+            }
+        }
+        eprintln!("baseline: {python} benches/baseline/vader_worker.py on {n} mentions");
+        let out = std::process::Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/baseline/vader_worker.py"
+            ))
+            .args(["--clickhouse", &ch, "--database", &db, "--input"])
+            .arg(&path)
+            .output()
+            .expect("running the Python baseline");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "baseline: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("the baseline prints JSON");
+        Some((
+            v["mentions"].as_u64().unwrap_or(0),
+            v["seconds"].as_f64().unwrap_or(f64::NAN),
+        ))
+    };
+
+    println!();
+    println!("corpus: {n} mentions per phase, {orgs} organisations × 3 sources, NDJSON batches of {batch}, {connections} connections, vigie --workers {workers}");
+    println!("| phase | mentions | asked | acked in | visible in | visible mentions/s | ack → visible p50 / p99 / max | triggering epoch → webhook p50 / p99 / max (alerts) | vigie RSS max / end | vigie CPU | ClickHouse rows/s | 503s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in &phases {
+        println!(
+            "| {} | {} | {} | {:.1} s | {:.1} s | **{:.0}** | {} | {} ({}) | {:.0} / {:.0} MiB | {:.2} cores | {:.0} | {} |",
+            p.name,
+            p.mentions,
+            p.asked_rate.map_or("max".into(), |r| format!("{r:.0}/s")),
+            p.ack_secs,
+            p.visible_secs,
+            p.visible_rate(),
+            fmt_ms(&p.fresh_ms),
+            fmt_ms(&p.alert_ms),
+            p.alert_ms.len(),
+            p.rss_max as f64 / 1048576.0,
+            p.rss_end as f64 / 1048576.0,
+            p.cpu_cores,
+            p.ch_rows as f64 / p.visible_secs,
+            p.refused
+        );
+    }
+    let vigie_rate = phases[0].visible_rate();
+    if let Some((listening, acked, caught_up, rss)) = recovery {
+        println!(
+            "recovery with {expected} mentions of history: listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse after **{caught_up:.2} s**; RSS then {:.0} MiB",
+            rss as f64 / 1048576.0
+        );
+    }
+    if let Some((rows, secs)) = ceiling_result {
+        let r = rows as f64 / secs;
+        println!(
+            "ClickHouse insert ceiling: {rows} pre-scored mention rows in {secs:.1} s = **{r:.0} rows/s**; vigie / ceiling = **{:.2}**",
+            vigie_rate / r
+        );
+    }
+    if let Some((rows, secs)) = baseline {
+        let r = rows as f64 / secs;
+        println!(
+            "Python baseline (vaderSentiment, batches of 5,000): {rows} mentions in {secs:.1} s = **{r:.0} mentions/s**; vigie / baseline = **{:.2}**",
+            vigie_rate / r
+        );
+    }
+    let _ = ch_query(&http, &ch, &format!("DROP DATABASE IF EXISTS {db}")).await;
+}
