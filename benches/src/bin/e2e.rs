@@ -162,6 +162,9 @@ async fn inserted_rows(http: &reqwest::Client, url: &str) -> u64 {
     .unwrap_or(0)
 }
 
+/// Acknowledged batches not yet visible: epoch → (ack instant, mentions).
+type Pending = Arc<Mutex<BTreeMap<u64, Vec<(Instant, usize)>>>>;
+
 struct Run<'a> {
     http: reqwest::Client,
     ch: &'a str,
@@ -178,8 +181,7 @@ impl Run<'_> {
         let next = Arc::new(AtomicUsize::new(0));
         let acked = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
-        // epoch → ack instants (with the number of mentions).
-        let pending: Arc<Mutex<BTreeMap<u64, Vec<(Instant, usize)>>>> = Arc::default();
+        let pending: Pending = Arc::default();
         // (key, body, mentions, mentions before it).
         let mut before = 0usize;
         let batches: Arc<Vec<(String, String, usize, usize)>> = Arc::new(
