@@ -31,7 +31,7 @@ fn run_once() -> (Duration, Duration) {
         for chunk in input_data.chunks(EPOCH) {
             input.advance_to(t);
             for (k, b) in chunk {
-                input.send((*k, b.clone(), t));
+                input.send((*k, b.clone().map(std::sync::Arc::new), t));
             }
             t += 1;
             input.advance_to(t);
