@@ -207,3 +207,40 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Creates an organisation; returns its id and ingest key.
+pub fn create_org(vigie: &str, url: &str, db: &str, name: &str) -> (String, String) {
+    let org = cli_json(vigie, url, db, &["org", "create", name, "--json"]);
+    (
+        org["org_id"].as_str().expect("org_id").to_string(),
+        org["ingest_key"].as_str().expect("ingest_key").to_string(),
+    )
+}
+
+/// Adds a source of `kind` watching `keywords` (comma-separated) to `org`; returns its id.
+pub fn add_source(
+    vigie: &str,
+    url: &str,
+    db: &str,
+    org: &str,
+    (kind, name): (&str, &str),
+    keywords: &str,
+) -> String {
+    let args = [
+        "source",
+        "add",
+        "--org",
+        org,
+        "--type",
+        kind,
+        "--name",
+        name,
+        "--keywords",
+        keywords,
+        "--json",
+    ];
+    cli_json(vigie, url, db, &args)["source_id"]
+        .as_str()
+        .expect("source_id")
+        .to_string()
+}

@@ -157,6 +157,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     let (alert_tx, alert_rx) = mpsc::channel(16_384);
     let push_task = tokio::spawn(sink::push_alerts(alert_rx, publishers, metrics.clone()));
     let runtime = RuntimeConfig {
+        skip_below: sink_cfg.skip_below,
         alert_tap: Some(AlertTap {
             tx: alert_tx,
             skip_below: sink_cfg.skip_below,

@@ -6,8 +6,9 @@
 //! ingest ──Submission──▶ router ──Epoch (per worker, by org)──▶ timely workers ──SinkBatch──▶ sink
 //! ```
 //!
-//! Every channel is bounded. A worker lets a few epochs into the graph at once and takes
-//! the next only when the oldest has left it, so the dataflow is fed at its own pace.
+//! Every channel is bounded. A worker lets a bounded number of epochs (and records) into
+//! the graph at once and takes more only as the oldest leave it, so the dataflow is fed
+//! at its own pace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,9 @@ pub struct RuntimeConfig {
     pub channel_depth: usize,
     /// Disk budget of the write-ahead log: beyond it, new records are refused (503).
     pub wal_max_bytes: u64,
+    /// Changes of dataflow times below this are in ClickHouse already (the log's replay
+    /// re-creates them): not handed to the sink.
+    pub skip_below: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +59,7 @@ impl Default for RuntimeConfig {
             epoch_max_records: 50_000,
             channel_depth: 64,
             wal_max_bytes: 8 << 30,
+            skip_below: 0,
         }
     }
 }
@@ -128,6 +133,7 @@ impl Dataflow {
         let receivers = Arc::new(receivers);
         let graph = cfg.graph.clone();
         let tap = cfg.alert_tap.clone();
+        let skip_below = cfg.skip_below;
         let worker_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("timely".into())
@@ -141,7 +147,7 @@ impl Dataflow {
                         &mut rx,
                         sink.clone(),
                         graph.clone(),
-                        tap.clone(),
+                        (tap.clone(), skip_below),
                         &worker_metrics,
                     );
                 })?;
@@ -171,15 +177,17 @@ impl Dataflow {
     }
 }
 
-/// Epochs a worker lets into the graph before the oldest of them has come out.
-const IN_FLIGHT: usize = 4;
+/// Epochs a worker lets into the graph before the oldest of them has come out …
+const IN_FLIGHT_EPOCHS: usize = 64;
+/// … as long as they hold fewer records than this.
+const IN_FLIGHT_RECORDS: usize = 100_000;
 
 fn run_worker(
     worker: &mut timely::worker::Worker,
     rx: &mut mpsc::Receiver<Epoch>,
     sink: mpsc::Sender<SinkBatch>,
     graph: GraphSpec,
-    tap: Option<AlertTap>,
+    (tap, skip_below): (Option<AlertTap>, u64),
     metrics: &Metrics,
 ) {
     let index = worker.index();
@@ -211,26 +219,31 @@ fn run_worker(
         }
         let changes =
             differential_dataflow::AsCollection::as_collection(changes.inner.probe_with(&probe));
-        emit(changes, index, sink);
+        emit(changes, index, skip_below, sink);
     });
-    // Epochs fed but not yet out of the graph, oldest first.
-    let mut in_flight: std::collections::VecDeque<u64> = Default::default();
+    // Epochs fed but not yet out of the graph, oldest first, with their sizes.
+    let mut in_flight: std::collections::VecDeque<(u64, usize)> = Default::default();
+    let mut in_flight_records = 0usize;
     loop {
-        // Feed at the dataflow's pace: at most `IN_FLIGHT` epochs in the graph at once (a
-        // few, so operators work on several times per scheduling, and memory stays bounded).
-        while in_flight
-            .front()
-            .is_some_and(|t| !probe.less_than(&(t + 1)))
-        {
+        // Feed at the dataflow's pace, with a bounded number of epochs and records in the
+        // graph at once: operators then take several times per scheduling (an arrangement
+        // builds one batch for all the times its frontier passed), which matters most for
+        // a replay of many small logged epochs.
+        while let Some(&(t, n)) = in_flight.front() {
+            if probe.less_than(&(t + 1)) {
+                break;
+            }
             in_flight.pop_front();
+            in_flight_records -= n;
         }
-        if in_flight.len() >= IN_FLIGHT {
+        if in_flight.len() >= IN_FLIGHT_EPOCHS || in_flight_records >= IN_FLIGHT_RECORDS {
             worker.step_or_park(Some(Duration::from_millis(1)));
             continue;
         }
         match rx.try_recv() {
             Ok(epoch) => {
-                in_flight.push_back(epoch.time);
+                in_flight.push_back((epoch.time, epoch.upserts.len()));
+                in_flight_records += epoch.upserts.len();
                 input.advance_to(epoch.time);
                 let n = epoch.upserts.len();
                 for (key, body) in epoch.upserts {

@@ -224,10 +224,10 @@ impl Wal {
                 >= below[0].bytes.max(self.segment_bytes)
     }
 
-    /// Kafka-style compaction of the closed segments whose epochs are all below
-    /// `committed` (everything below it is in ClickHouse): keeps each mention's last record
-    /// at its original time and drops deleted mentions, so replaying the compacted log
-    /// rebuilds the same state. The result replaces the first input by an atomic rename;
+    /// Compaction of the closed segments whose epochs are all below `committed`
+    /// (everything below it is in ClickHouse): drops the records that changed nothing and
+    /// keeps every effective change at its time ([`compact_epochs`]), so replaying the
+    /// compacted log rebuilds the same state. The result replaces the first input by an atomic rename;
     /// a crash before the other inputs are removed is harmless (see [`Wal::open`]).
     /// Returns the bytes freed.
     pub fn compact(&mut self, committed: u64) -> Result<u64, WalError> {
@@ -290,31 +290,51 @@ impl Wal {
     }
 }
 
-/// Kafka-style compaction of consecutive epochs: each mention's last record, at its
-/// original time, and nothing of deleted mentions; replaying the result rebuilds the same
-/// state. Epochs come out in time order, each sorted by key.
+/// Compaction of consecutive epochs from the start of the log: drops every record that
+/// changed nothing when it was applied — a re-post of the body the mention already had, a
+/// deletion of a mention that was not there — and keeps every other record at its time.
+///
+/// Superseded versions and deleted mentions are kept on purpose: the event-time stages
+/// decide lateness, story velocity and window counts from the order in which versions
+/// arrived, so only the same sequence of effective changes at the same times rebuilds the
+/// state that was written to ClickHouse (a version dropped here could have counted in a
+/// story that froze before it was replaced). The log therefore holds the effective history,
+/// without the at-least-once repeats that scrapers and retries add.
 pub fn compact_epochs(epochs: Vec<LoggedEpoch>) -> Vec<LoggedEpoch> {
-    let mut last: std::collections::HashMap<
-        (uuid::Uuid, uuid::Uuid),
-        (u64, MentionKey, Option<MentionBody>),
-    > = std::collections::HashMap::new();
-    for (time, upserts) in epochs {
-        for (key, body) in upserts {
-            last.insert((key.org, key.id), (time, key, body));
+    // Each mention's current body, as the position of the record that set it.
+    let mut current: std::collections::HashMap<(uuid::Uuid, uuid::Uuid), (usize, usize)> =
+        std::collections::HashMap::new();
+    let mut keep: Vec<Vec<bool>> = Vec::with_capacity(epochs.len());
+    for (e, (_, upserts)) in epochs.iter().enumerate() {
+        let mut kept = Vec::with_capacity(upserts.len());
+        for (r, (key, body)) in upserts.iter().enumerate() {
+            let id = (key.org, key.id);
+            let now = current.get(&id).map(|&(ce, cr)| &epochs[ce].1[cr].1);
+            let changes = match (body, now) {
+                (None, None) => false,
+                (Some(b), Some(Some(c))) => b != c,
+                _ => true,
+            };
+            if changes {
+                match body {
+                    Some(_) => current.insert(id, (e, r)),
+                    None => current.remove(&id),
+                };
+            }
+            kept.push(changes);
         }
+        keep.push(kept);
     }
-    let mut by_time: std::collections::BTreeMap<u64, Vec<(MentionKey, Option<MentionBody>)>> =
-        Default::default();
-    for (time, key, body) in last.into_values() {
-        if body.is_some() {
-            by_time.entry(time).or_default().push((key, body));
-        }
-    }
-    by_time
+    epochs
         .into_iter()
-        .map(|(time, mut upserts)| {
-            upserts.sort_by_key(|(k, _)| (k.org, k.id));
-            (time, upserts)
+        .zip(keep)
+        .filter_map(|((time, upserts), kept)| {
+            let upserts: Vec<_> = upserts
+                .into_iter()
+                .zip(kept)
+                .filter_map(|(u, k)| k.then_some(u))
+                .collect();
+            (!upserts.is_empty()).then_some((time, upserts))
         })
         .collect()
 }
@@ -496,39 +516,43 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_the_state_and_frees_space() {
+    fn compaction_drops_what_changed_nothing_and_keeps_every_change_at_its_time() {
         let dir = tmp();
         let (mut wal, _) = Wal::open(&dir, 200).unwrap();
         let mut t = 10;
+        // Five mentions, then nineteen rounds of at-least-once repeats: the same bodies again
+        // and a deletion of a mention that never existed.
         for round in 0..20u128 {
-            for i in 0..5u128 {
-                // Re-post the same five mentions with new bodies; delete one of them each round.
-                let ups = vec![
-                    (key(i), Some(body(&format!("v{round} of {i}")))),
-                    (key(round % 5), None),
-                ];
-                wal.append(t, &ups).unwrap();
-                t += 1;
+            let mut ups: Vec<_> = (0..5u128)
+                .map(|i| (key(i), Some(body(&format!("v0 of {i}")))))
+                .collect();
+            if round > 0 {
+                ups.push((key(99), None));
             }
+            wal.append(t, &ups).unwrap();
+            t += 1;
         }
+        // Then one real edit and one real deletion.
+        wal.append(t, &[(key(0), Some(body("v1 of 0"))), (key(1), None)])
+            .unwrap();
         drop(wal);
         let (mut wal, all) = Wal::open(&dir, 200).unwrap();
         let before = wal.bytes();
-        // Only segments below the committed time are compacted.
-        let freed = wal.compact(60).unwrap();
-        assert!(freed > 0);
-        let freed_all = wal.compact(u64::MAX).unwrap();
+        let freed = wal.compact(u64::MAX).unwrap();
         assert!(
-            freed_all > 0 && wal.bytes() < before / 4,
+            freed > 0 && wal.bytes() < before / 4,
             "{} of {before}",
             wal.bytes()
         );
         drop(wal);
         let (_, compacted) = Wal::open(&dir, 200).unwrap();
         assert_eq!(state(&compacted), state(&all));
-        assert!(
-            compacted.windows(2).all(|w| w[0].0 < w[1].0),
-            "times still increase"
+        // The five first posts at their first time, then the edit and the deletion.
+        assert_eq!(compacted.len(), 2, "{compacted:?}");
+        assert_eq!((compacted[0].0, compacted[0].1.len()), (10, 5));
+        assert_eq!(
+            compacted[1],
+            (t, vec![(key(0), Some(body("v1 of 0"))), (key(1), None)])
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

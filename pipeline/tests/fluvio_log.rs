@@ -1,7 +1,8 @@
 //! The log in Fluvio against a real cluster (`VIGIE_TEST_FLUVIO`, started by
 //! `scripts/test.sh`): epochs come back in order after reopening, large epochs are split
-//! into parts and reassembled, compaction keeps each mention's last record, and a
-//! compaction cut off before its seal leaves the previous generation in charge.
+//! into parts and reassembled, compaction drops what changed nothing and keeps every
+//! change at its time, and a compaction cut off before its seal leaves the previous
+//! generation in charge.
 #![cfg(feature = "fluvio")]
 
 use fluvio::consumer::ConsumerConfigExtBuilder;
@@ -73,9 +74,14 @@ async fn epochs_come_back_split_reassembled_and_compacted() {
     .await
     .unwrap();
     log.append(20, &big).await.unwrap();
+    // 30: an edit, a deletion, and a repeat of a mention from epoch 20 (changes nothing).
     log.append(
         30,
-        &[(key(1), Some(body("one, edited".into()))), (key(2), None)],
+        &[
+            (key(1), Some(body("one, edited".into()))),
+            (key(2), None),
+            big[0].clone(),
+        ],
     )
     .await
     .unwrap();
@@ -88,7 +94,7 @@ async fn epochs_come_back_split_reassembled_and_compacted() {
         "the large epoch is reassembled whole, in order"
     );
 
-    // Compact below 31: epoch 10 keeps nothing (1 was edited at 30, 2 deleted).
+    // Compact below 31: the repeat goes; every change stays at its time.
     let first = log.topic();
     log.compact(31).await.unwrap();
     assert_ne!(log.topic(), first, "a new generation");
@@ -98,10 +104,11 @@ async fn epochs_come_back_split_reassembled_and_compacted() {
     drop(log);
     let (_, replay) = FluvioLog::open(&sc(), &name, 1).await.unwrap();
     let times: Vec<u64> = replay.iter().map(|e| e.0).collect();
-    assert_eq!(times, vec![20, 30, 40]);
+    assert_eq!(times, vec![10, 20, 30, 40]);
+    assert_eq!(replay[1].1, big);
     assert_eq!(
-        replay[1].1,
-        vec![(key(1), Some(body("one, edited".into())))]
+        replay[2].1,
+        vec![(key(1), Some(body("one, edited".into()))), (key(2), None)]
     );
     let admin = Fluvio::connect_with_config(&FluvioClusterConfig::new(sc()))
         .await

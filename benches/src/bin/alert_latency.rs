@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use vigie_benches::harness::{arg, cli, pct, receiver, Arrivals, Vigie};
+use vigie_benches::harness::{add_source, arg, cli, create_org, pct, receiver, Arrivals, Vigie};
 
 /// When each SSE event arrived, by the first mention id of its alert.
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
@@ -77,35 +77,8 @@ async fn main() {
         .unwrap_or(0);
     let db = format!("vigie_bench_{}", Uuid::new_v4().simple());
     cli(&vigie, &ch, &db, &["migrate"]);
-    let org: Value = serde_json::from_str(&cli(
-        &vigie,
-        &ch,
-        &db,
-        &["org", "create", "bench", "--json"],
-    ))
-    .unwrap();
-    let org_id = org["org_id"].as_str().unwrap().to_string();
-    let key = org["ingest_key"].as_str().unwrap().to_string();
-    let src: Value = serde_json::from_str(&cli(
-        &vigie,
-        &ch,
-        &db,
-        &[
-            "source",
-            "add",
-            "--org",
-            &org_id,
-            "--type",
-            "twitter",
-            "--name",
-            "x",
-            "--keywords",
-            "acme",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let source = src["source_id"].as_str().unwrap().to_string();
+    let (org_id, key) = create_org(&vigie, &ch, &db, "bench");
+    let source = add_source(&vigie, &ch, &db, &org_id, ("twitter", "x"), "acme");
     cli(
         &vigie,
         &ch,

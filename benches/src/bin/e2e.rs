@@ -13,12 +13,15 @@
 //!    batches of `--batch` (1,000) mentions, as fast as vigie acknowledges them.
 //! 2. **half** (`--then-half`): a fresh corpus of the same size at half the rate phase 1
 //!    made visible — where freshness is judged.
-//! 3. **recovery** (`--recover`): vigie is killed (SIGKILL) and started again on the same
+//! 3. **incremental vs recompute**: 20 corrections of stored mentions, each timed until its
+//!    trend rows are in ClickHouse; then the trends recomputed from scratch with SQL over
+//!    `mentions FINAL`, timed, and checked equal to vigie's (`verify::trends_match`).
+//! 4. **recovery** (`--recover`): vigie is killed (SIGKILL) and started again on the same
 //!    data dir; time until it listens, and until a mention posted then is in ClickHouse.
-//! 4. **ceiling** (unless `--no-ceiling`): the phase-1 mentions, scored beforehand, inserted
+//! 5. **ceiling** (unless `--no-ceiling`): the phase-1 mentions, scored beforehand, inserted
 //!    as `mentions` rows (RowBinary, batches of 100,000, 2 concurrent inserts) into a table
 //!    of the same shape.
-//! 5. **baseline** (unless `--no-baseline`): `benches/baseline/vader_worker.py` on the
+//! 6. **baseline** (unless `--no-baseline`): `benches/baseline/vader_worker.py` on the
 //!    phase-1 corpus: one Python process scoring each mention with `vaderSentiment` and
 //!    inserting batches of 5,000 rows of the same shape (the original design's worker).
 //!
@@ -37,7 +40,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use uuid::Uuid;
 use vigie_benches::harness::{
-    arg, arg_or, cli, cli_json, cpu_seconds, flag, pct, receiver, rss_bytes, Arrivals, Vigie,
+    add_source, arg, arg_or, cli, cpu_seconds, create_org, flag, pct, receiver, rss_bytes,
+    Arrivals, Vigie,
 };
 use vigie_pipeline::gen::{Feed, Generator};
 use vigie_sinks::clickhouse::rows::MentionRow;
@@ -58,12 +62,11 @@ struct Corpus {
     mentions: usize,
 }
 
-fn generate(gen: &mut Generator, feeds: &[Feed], n: usize, batch: usize) -> (Corpus, Vec<Value>) {
+fn generate(gen: &mut Generator, feeds: &[Feed], n: usize, batch: usize) -> Corpus {
     let mut open: Vec<(String, usize, Vec<u128>)> =
         vec![(String::new(), 0, Vec::new()); feeds.len()];
     let mut batches = Vec::with_capacity(n / batch + feeds.len());
     let mut batch_of = HashMap::with_capacity(n);
-    let mut records = Vec::with_capacity(n);
     let close = |f: usize,
                  b: &mut (String, usize, Vec<u128>),
                  batches: &mut Vec<Batch>,
@@ -88,7 +91,6 @@ fn generate(gen: &mut Generator, feeds: &[Feed], n: usize, batch: usize) -> (Cor
         b.0.push('\n');
         b.1 += 1;
         b.2.push(id);
-        records.push(v);
         if b.1 >= batch {
             close(f, b, &mut batches, &mut batch_of);
         }
@@ -98,14 +100,11 @@ fn generate(gen: &mut Generator, feeds: &[Feed], n: usize, batch: usize) -> (Cor
             close(f, b, &mut batches, &mut batch_of);
         }
     }
-    (
-        Corpus {
-            batches,
-            batch_of,
-            mentions: n,
-        },
-        records,
-    )
+    Corpus {
+        batches,
+        batch_of,
+        mentions: n,
+    }
 }
 
 #[derive(Default)]
@@ -135,6 +134,24 @@ fn committed_epoch(metrics: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("vigie_committed_epoch "))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until every epoch up to `epoch` is in ClickHouse (polling `/metrics` every `every`).
+async fn wait_committed(http: &reqwest::Client, base: &str, epoch: u64, every: Duration) {
+    loop {
+        let m = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("vigie answers /metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        if committed_epoch(&m).is_some_and(|c| c > epoch) {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn ch_query(http: &reqwest::Client, url: &str, sql: &str) -> String {
@@ -437,6 +454,60 @@ async fn ceiling(ch: &str, db: &str, rows: Vec<MentionRow>) -> (usize, f64) {
     (n, started.elapsed().as_secs_f64())
 }
 
+/// Incremental vs recompute: `k` corrections of stored mentions (new text, so new scores),
+/// each timed from its post until its trend rows are in ClickHouse; then the trends
+/// recomputed from scratch over `mentions FINAL` with plain SQL (the oracle of the tests),
+/// timed, and compared with what vigie keeps.
+async fn corrections(
+    http: &reqwest::Client,
+    vigie: &Vigie,
+    keys: &[String],
+    corpus: &Corpus,
+    ch: &str,
+    db: &str,
+    k: usize,
+) -> (Vec<f64>, f64, Result<usize, String>) {
+    let mut took = Vec::new();
+    for b in corpus
+        .batches
+        .iter()
+        .step_by((corpus.batches.len() / k).max(1))
+        .take(k)
+    {
+        let mut v: Value = serde_json::from_str(b.body.lines().next().unwrap()).unwrap();
+        v["text"] = Value::String(format!(
+            "{} — edit: awful, broken, never again 😡",
+            v["text"].as_str().unwrap_or_default()
+        ));
+        let sent = Instant::now();
+        let r = http
+            .post(format!("{}/v1/mentions", vigie.base))
+            .bearer_auth(&keys[b.feed])
+            .json(&v)
+            .send()
+            .await
+            .expect("posting a correction");
+        assert_eq!(r.status(), 202);
+        let epoch = r.json::<Value>().await.unwrap()["epoch"].as_u64().unwrap();
+        wait_committed(http, &vigie.base, epoch, Duration::from_millis(2)).await;
+        took.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    let started = Instant::now();
+    let rows = vigie_pipeline::verify::sorted_rows(
+        http,
+        ch,
+        db,
+        vigie_pipeline::verify::TRENDS_ORACLE_SQL,
+    )
+    .await
+    .expect("recomputing trends");
+    let recompute = started.elapsed().as_secs_f64();
+    eprintln!("recompute: {} trend rows", rows.len());
+    let matched = vigie_pipeline::verify::trends_match(http, ch, db).await;
+    (took, recompute, matched)
+}
+
 fn fmt_ms(v: &[f64]) -> String {
     if v.is_empty() {
         return "—".into();
@@ -473,34 +544,11 @@ async fn main() {
     let hooks: Arrivals = Arc::default();
     let hook_url = receiver(hooks.clone()).await;
     for o in 0..orgs {
-        let org = cli_json(
-            &vigie,
-            &ch,
-            &db,
-            &["org", "create", &format!("bench-{o}"), "--json"],
-        );
-        let org_id = org["org_id"].as_str().unwrap().to_string();
+        let (org_id, key) = create_org(&vigie, &ch, &db, &format!("bench-{o}"));
         let mut sources = Vec::new();
-        for (t, name) in [("twitter", "x"), ("reddit", "r"), ("news", "n")] {
-            let s = cli_json(
-                &vigie,
-                &ch,
-                &db,
-                &[
-                    "source",
-                    "add",
-                    "--org",
-                    &org_id,
-                    "--type",
-                    t,
-                    "--name",
-                    name,
-                    "--keywords",
-                    KEYWORDS,
-                    "--json",
-                ],
-            );
-            sources.push(Uuid::parse_str(s["source_id"].as_str().unwrap()).unwrap());
+        for kind in [("twitter", "x"), ("reddit", "r"), ("news", "n")] {
+            let s = add_source(&vigie, &ch, &db, &org_id, kind, KEYWORDS);
+            sources.push(Uuid::parse_str(&s).unwrap());
         }
         cli(
             &vigie,
@@ -510,7 +558,6 @@ async fn main() {
                 "webhook", "add", "--org", &org_id, "--url", &hook_url, "--json",
             ],
         );
-        let key = org["ingest_key"].as_str().unwrap().to_string();
         feeds.push(Feed {
             key: key.clone(),
             sources,
@@ -521,8 +568,8 @@ async fn main() {
 
     eprintln!("generating {n} mentions");
     let mut gen = Generator::live(7, 30.0);
-    let (corpus, records) = generate(&mut gen, &feeds, n, batch);
-    let second = flag("--then-half").then(|| generate(&mut gen, &feeds, n, batch).0);
+    let corpus = generate(&mut gen, &feeds, n, batch);
+    let second = flag("--then-half").then(|| generate(&mut gen, &feeds, n, batch));
     let bytes: usize = corpus.batches.iter().map(|b| b.body.len()).sum();
     eprintln!(
         "{} batches, {:.0} bytes per mention on the wire",
@@ -558,13 +605,17 @@ async fn main() {
     let expected = phases.iter().map(|p| p.mentions as u64).sum::<u64>();
     assert_eq!(stored, expected, "mentions in ClickHouse");
 
+    eprintln!("corrections, then the trends recomputed over {expected} mentions");
+    let (corrected, recompute, matched) =
+        corrections(&http, &vigie_run, &keys, &corpus, &ch, &db, 20).await;
+
     let mut recovery = None;
     if flag("--recover") {
         vigie_run.kill();
         let t0 = Instant::now();
         vigie_run = Vigie::start(&vigie, &ch, &db, &data_dir, &extra);
         let listening = t0.elapsed().as_secs_f64();
-        let (probe, _) = generate(&mut gen, &feeds, 1, 1);
+        let probe = generate(&mut gen, &feeds, 1, 1);
         let b = &probe.batches[0];
         let epoch = loop {
             let r = http
@@ -581,20 +632,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let acked = t0.elapsed().as_secs_f64();
-        loop {
-            let m = http
-                .get(format!("{}/metrics", vigie_run.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if committed_epoch(&m).is_some_and(|c| c > epoch) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_committed(&http, &vigie_run.base, epoch, Duration::from_millis(20)).await;
         let caught_up = t0.elapsed().as_secs_f64();
         recovery = Some((listening, acked, caught_up, rss_bytes(vigie_run.pid())));
     }
@@ -623,7 +661,6 @@ async fn main() {
         eprintln!("ceiling: inserting {} pre-scored rows", rows.len());
         Some(ceiling(&ch, &db, rows).await)
     };
-    drop(records);
 
     let baseline = if flag("--no-baseline") {
         None
@@ -689,6 +726,16 @@ async fn main() {
         );
     }
     let vigie_rate = phases[0].visible_rate();
+    println!(
+        "incremental vs recompute: a correction reaches the trend rows in ClickHouse in p50 {:.0} / max {:.0} ms ({} corrections, post → committed); recomputing the trends over all {expected} mentions with SQL (mentions FINAL) takes **{recompute:.1} s**; vigie's trends equal that recompute: {}",
+        pct(&corrected, 0.5),
+        corrected.last().copied().unwrap_or(f64::NAN),
+        corrected.len(),
+        match &matched {
+            Ok(rows) => format!("yes ({rows} rows)"),
+            Err(e) => format!("NO: {e}"),
+        }
+    );
     if let Some((listening, acked, caught_up, rss)) = recovery {
         println!(
             "recovery with {expected} mentions of history: listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse after **{caught_up:.2} s**; RSS then {:.0} MiB",

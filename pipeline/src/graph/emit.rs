@@ -27,10 +27,13 @@ pub struct SinkBatch {
     pub complete_below: u64,
 }
 
-/// Installs the emit operator at the end of the graph.
+/// Installs the emit operator at the end of the graph. Changes of dataflow times below
+/// `skip_below` are already in ClickHouse (a replay of the log at start-up re-creates them)
+/// and are dropped here; only progress is reported for them.
 pub fn emit<'s>(
     changes: VecCollection<'s, u64, Change>,
     worker: usize,
+    skip_below: u64,
     tx: tokio::sync::mpsc::Sender<SinkBatch>,
 ) {
     let mut stash: BTreeMap<u64, Vec<(Change, isize)>> = BTreeMap::new();
@@ -40,7 +43,9 @@ pub fn emit<'s>(
         .sink(Pipeline, "Emit", move |(input, frontier)| {
             input.for_each(|_cap, data| {
                 for (change, time, diff) in data.drain(..) {
-                    stash.entry(time).or_default().push((change, diff));
+                    if time >= skip_below {
+                        stash.entry(time).or_default().push((change, diff));
+                    }
                 }
             });
             while let Some(entry) = stash.first_entry() {

@@ -121,18 +121,27 @@ pub struct Stages<'s> {
     pub alerts: VecCollection<'s, u64, records::AlertRecord>,
 }
 
-/// Builds every stage over a stream of upserts.
-///
-/// Upserts make ingest idempotent: re-posting a mention with the same id and body changes
-/// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
-pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Stages<'s> {
-    let mentions = arrange_from_upsert::<
+/// The upsert stage: every live mention's latest body, as a collection. It is arranged by
+/// [`MentionKey`] (so exchanged by organisation); a new body retracts the previous one and
+/// `None` retracts the mention.
+pub fn upserted<'s>(
+    upserts: Stream<'s, u64, Vec<Upsert>>,
+) -> VecCollection<'s, u64, (MentionKey, Arc<MentionBody>)> {
+    arrange_from_upsert::<
         ValBuilder<MentionKey, Arc<MentionBody>, u64, isize>,
         ValSpine<MentionKey, Arc<MentionBody>, u64, isize>,
         MentionKey,
         Arc<MentionBody>,
     >(upserts, "Mentions")
-    .as_collection(|k, v| (*k, v.clone()));
+    .as_collection(|k, v| (*k, v.clone()))
+}
+
+/// Builds every stage over a stream of upserts.
+///
+/// Upserts make ingest idempotent: re-posting a mention with the same id and body changes
+/// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
+pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Stages<'s> {
+    let mentions = upserted(upserts);
 
     let lateness_us = spec.lateness.min(MAX_LATENESS).as_micros() as i64;
     let scored = score::score(mentions, spec.scoring);
