@@ -9,8 +9,9 @@
 //!
 //! The log is a directory of segments named by their first epoch's time; a segment is
 //! closed once it reaches `--wal-segment-bytes`. Closed segments whose epochs are all in
-//! ClickHouse are compacted like a Kafka compacted topic: only each mention's last record
-//! is kept (deleted mentions vanish), which replays to the same state.
+//! ClickHouse are compacted: records that changed nothing (identical re-posts, deletions of
+//! absent mentions) are dropped and every effective change is kept at its time, which
+//! replays to the same state ([`compact_epochs`]).
 //!
 //! A torn tail (a crash mid-append: short header, short payload or bad checksum in the
 //! last record of the last segment) is cut off. A bad record followed by good ones is
