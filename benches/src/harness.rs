@@ -30,6 +30,19 @@ pub fn arg_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The `vigie` binary to run (`--vigie`, default `target/release/vigie`).
+pub fn vigie_binary() -> String {
+    arg("--vigie").unwrap_or_else(|| "target/release/vigie".into())
+}
+
+/// The ClickHouse to use (`--clickhouse`, then `VIGIE_TEST_CLICKHOUSE_URL`, then
+/// `http://127.0.0.1:8123`).
+pub fn clickhouse_url() -> String {
+    arg("--clickhouse")
+        .or_else(|| std::env::var("VIGIE_TEST_CLICKHOUSE_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:8123".into())
+}
+
 /// Runs a `vigie` admin command against `url`/`db` and returns its stdout (panics on failure).
 pub fn cli(vigie: &str, url: &str, db: &str, args: &[&str]) -> String {
     let out = Command::new(vigie)

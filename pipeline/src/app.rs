@@ -160,7 +160,6 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         skip_below: sink_cfg.skip_below,
         alert_tap: Some(AlertTap {
             tx: alert_tx,
-            skip_below: sink_cfg.skip_below,
             dropped: metrics.alerts_unpushed.clone(),
         }),
         ..runtime

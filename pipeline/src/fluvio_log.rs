@@ -10,8 +10,8 @@
 //! - **Generations and compaction.** The log is the topic `<name>-g<N>`. A generation is
 //!   usable once it holds an [`Entry::Sealed`] record; appends go after it. Compaction (the
 //!   same rule as the local log's: below the committed time, records that changed nothing
-//!   are dropped and every effective change is kept at its time) writes generation N+1 — the compacted epochs, the
-//!   newer epochs verbatim, then `Sealed` — and only then deletes generation N. At start-up
+//!   are dropped and every effective change is kept at its time) writes generation N+1 —
+//!   the compacted epochs, the newer epochs verbatim, then `Sealed` — and only then deletes generation N. At start-up
 //!   the highest sealed generation wins and every other one is deleted, so a crash at any
 //!   point of a compaction loses nothing and replays nothing twice.
 //! - **Retention.** Topics are created with a ten-year retention: records leave the log

@@ -44,8 +44,8 @@ pub struct RuntimeConfig {
     pub channel_depth: usize,
     /// Disk budget of the write-ahead log: beyond it, new records are refused (503).
     pub wal_max_bytes: u64,
-    /// Changes of dataflow times below this are in ClickHouse already (the log's replay
-    /// re-creates them): not handed to the sink.
+    /// Changes of dataflow times below this are in ClickHouse already and their alerts were
+    /// pushed (the log's replay re-creates them): neither handed to the sink nor pushed.
     pub skip_below: u64,
 }
 
@@ -66,14 +66,13 @@ impl Default for RuntimeConfig {
 
 /// Hands raised alerts, with the dataflow time that raised them, to the push side (webhooks,
 /// live streams) without waiting for the ClickHouse sink. Never blocks a worker: when the
-/// channel is full the alert is only stored (and found by stream resumes).
+/// channel is full the alert is only stored (and found by stream resumes). Alerts of times
+/// below [`RuntimeConfig::skip_below`] were pushed before a restart (the log's replay raises
+/// them again) and are not pushed twice.
 #[derive(Debug, Clone)]
 pub struct AlertTap {
     /// The channel.
     pub tx: mpsc::Sender<(AlertRecord, u64)>,
-    /// Alerts of dataflow times below this were pushed before a restart (a replay of the
-    /// write-ahead log raises them again): not pushed twice.
-    pub skip_below: u64,
     /// Counts alerts dropped because the channel was full.
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -207,7 +206,7 @@ fn run_worker(
                 move |(change, time, diff)| {
                     if let Change::Alert(a) = change {
                         if *diff > 0
-                            && *time >= tap.skip_below
+                            && *time >= skip_below
                             && tap.tx.try_send((a.clone(), *time)).is_err()
                         {
                             tap.dropped

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use vigie_benches::harness::{add_source, arg, cli, create_org, pct, receiver, Arrivals, Vigie};
+use vigie_benches::harness::{
+    add_source, arg, cli, clickhouse_url, create_org, pct, receiver, vigie_binary, Arrivals, Vigie,
+};
 
 /// When each SSE event arrived, by the first mention id of its alert.
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
@@ -67,10 +69,8 @@ fn rfc3339(secs: i64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let vigie = arg("--vigie").unwrap_or_else(|| "target/release/vigie".into());
-    let ch = arg("--clickhouse")
-        .or_else(|| std::env::var("VIGIE_TEST_CLICKHOUSE_URL").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:8123".into());
+    let vigie = vigie_binary();
+    let ch = clickhouse_url();
     let n: usize = arg("--alerts").and_then(|v| v.parse().ok()).unwrap_or(200);
     let background: u64 = arg("--background")
         .and_then(|v| v.parse().ok())

@@ -40,8 +40,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use uuid::Uuid;
 use vigie_benches::harness::{
-    add_source, arg, arg_or, cli, cpu_seconds, create_org, flag, pct, receiver, rss_bytes,
-    Arrivals, Vigie,
+    add_source, arg, arg_or, cli, clickhouse_url, cpu_seconds, create_org, flag, pct, receiver,
+    rss_bytes, vigie_binary, Arrivals, Vigie,
 };
 use vigie_pipeline::gen::{Feed, Generator};
 use vigie_sinks::clickhouse::rows::MentionRow;
@@ -522,10 +522,8 @@ fn fmt_ms(v: &[f64]) -> String {
 
 #[tokio::main]
 async fn main() {
-    let vigie = arg("--vigie").unwrap_or_else(|| "target/release/vigie".into());
-    let ch = arg("--clickhouse")
-        .or_else(|| std::env::var("VIGIE_TEST_CLICKHOUSE_URL").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:8123".into());
+    let vigie = vigie_binary();
+    let ch = clickhouse_url();
     let n: usize = arg_or("--mentions", 1_000_000);
     let batch: usize = arg_or("--batch", 1000);
     let connections: usize = arg_or("--connections", 8);
