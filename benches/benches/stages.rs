@@ -98,9 +98,12 @@ fn run_upserts(workers: usize, input: Arc<Vec<Body>>, whole: bool) -> Duration {
                     .inner
                     .probe_with(&probe);
             } else {
-                graph::score::score(graph::upserted(upserts), ScoringSpec::default())
-                    .inner
-                    .probe_with(&probe);
+                graph::score::score(
+                    graph::upserted(upserts, &GraphSpec::default()),
+                    ScoringSpec::default(),
+                )
+                .inner
+                .probe_with(&probe);
             }
         });
         let started = Instant::now();

@@ -118,6 +118,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             late: metrics.late_mentions.clone(),
             gauges: metrics.state.clone(),
             spill_dir: Some(settings.data_dir.join("frozen")),
+            mention_dir: Some(settings.data_dir.join("mentions")),
         },
         ..RuntimeConfig::default()
     };

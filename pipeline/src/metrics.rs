@@ -248,6 +248,8 @@ impl Metrics {
         );
         let st = &self.state;
         for (name, help, v) in [
+            ("vigie_state_mentions", "Live mentions in the upsert stage's store (on disk; grows with mentions).", &st.mentions),
+            ("vigie_state_mentions", "Live mentions in the upsert stage's store (on disk in `vigie run`; grows with mentions).", &st.mentions),
             ("vigie_state_live_members", "Mentions whose story velocity can still change.", &st.live_members),
             ("vigie_state_stories", "Stories with counts inside the event-time horizon.", &st.stories),
             ("vigie_state_frozen_velocities", "Final non-zero velocities kept for later updates of their mentions (grows with mentions).", &st.frozen_velocities),

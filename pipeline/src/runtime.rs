@@ -199,6 +199,9 @@ fn run_worker(
         if let Some(dir) = &graph.spill_dir {
             graph.spill_dir = Some(dir.join(format!("worker-{index}")));
         }
+        if let Some(dir) = &graph.mention_dir {
+            graph.mention_dir = Some(dir.join(format!("worker-{index}")));
+        }
         let mut changes = build(upserts, graph);
         if let Some(tap) = tap {
             use timely::dataflow::operators::Inspect;

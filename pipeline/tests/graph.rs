@@ -83,6 +83,98 @@ fn oracle(model: &HashMap<MentionKey, MentionBody>, cfg: &ScoreConfig) -> BTreeM
 
 #[test]
 fn graph_matches_a_plain_recomputation_after_every_epoch() {
+    check_against_recomputation(None);
+}
+
+/// The same with the mentions' store on disk, as `vigie run` keeps it.
+#[test]
+fn graph_with_mentions_on_disk_matches_a_plain_recomputation() {
+    let dir = std::env::temp_dir().join(format!("vigie-graph-{}", Uuid::new_v4()));
+    check_against_recomputation(Some(dir.clone()));
+    assert!(dir.exists(), "the store was not on disk");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The upsert stage (memory and disk stores) emits exactly what differential dataflow's
+/// own `arrange_from_upsert` emits, including several upserts of one mention at one time.
+#[test]
+fn upsert_stage_equals_differential_arrange_from_upsert() {
+    use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
+    use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+    use std::sync::Arc;
+    use vigie_pipeline::graph::upsert::{upserted, MentionStore};
+
+    let mut rng = StdRng::seed_from_u64(9);
+    let sources = [Uuid::from_u128(10), Uuid::from_u128(11)];
+    let keys: Vec<MentionKey> = (0..40)
+        .map(|i| MentionKey {
+            org: Uuid::from_u128(1 + i % 3),
+            id: Uuid::from_u128(100 + i),
+        })
+        .collect();
+    let bodies: Vec<Arc<MentionBody>> = (0..12)
+        .map(|_| Arc::new(body(&mut rng, &sources)))
+        .collect();
+    let epochs: Vec<Vec<Upsert>> = (1..=60u64)
+        .map(|t| {
+            (0..rng.random_range(0..25))
+                .map(|_| {
+                    let k = keys[rng.random_range(0..keys.len())];
+                    let v = (rng.random_range(0..5) > 0)
+                        .then(|| bodies[rng.random_range(0..bodies.len())].clone());
+                    (k, v, t)
+                })
+                .collect()
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("vigie-upsert-{}", Uuid::new_v4()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let store_dir = dir.clone();
+    timely::execute_directly(move |worker| {
+        let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
+            InputHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let upserts = scope.input_from(&mut input);
+            let reference = arrange_from_upsert::<
+                ValBuilder<MentionKey, Arc<MentionBody>, u64, isize>,
+                ValSpine<MentionKey, Arc<MentionBody>, u64, isize>,
+                MentionKey,
+                Arc<MentionBody>,
+            >(upserts.clone(), "Reference")
+            .as_collection(|k, v| (*k, v.clone()));
+            let memory = upserted(upserts.clone(), MentionStore::memory, Default::default());
+            let disk = upserted(
+                upserts,
+                move || MentionStore::disk(&store_dir).expect("store"),
+                Default::default(),
+            );
+            for (name, c) in [(0u8, reference), (1, memory), (2, disk)] {
+                c.map(move |x| (name, x)).inner.capture_into(tx.clone());
+            }
+        });
+        for (t, epoch) in epochs.into_iter().enumerate() {
+            input.advance_to(t as u64 + 1);
+            for u in epoch {
+                input.send(u);
+            }
+        }
+    });
+    let mut out: [BTreeMap<(u64, MentionKey, Arc<MentionBody>), isize>; 3] = Default::default();
+    for (_, data) in rx.extract() {
+        for ((name, (k, v)), t, d) in data {
+            *out[name as usize].entry((t, k, v)).or_default() += d;
+        }
+    }
+    for o in &mut out {
+        o.retain(|_, d| *d != 0);
+    }
+    assert!(out[0].len() > 100, "too few changes: {}", out[0].len());
+    assert_eq!(out[1], out[0], "memory store");
+    assert_eq!(out[2], out[0], "disk store");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn check_against_recomputation(mention_dir: Option<std::path::PathBuf>) {
     let cfg = ScoreConfig::default();
     let (tx, rx) = std::sync::mpsc::channel();
     let epochs: Vec<Vec<(MentionKey, Option<MentionBody>)>> = {
@@ -132,6 +224,7 @@ fn graph_matches_a_plain_recomputation_after_every_epoch() {
                         scorer: ScorerChoice::Lexicon,
                         config: cfg,
                     },
+                    mention_dir: mention_dir.clone(),
                     ..GraphSpec::default()
                 },
             )

@@ -17,6 +17,7 @@ pub mod ordered;
 pub mod records;
 pub mod score;
 pub mod trends;
+pub mod upsert;
 pub mod virality;
 pub mod windows;
 
@@ -26,8 +27,6 @@ use std::time::Duration;
 
 use crate::rules::RuleBook;
 
-use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
-use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::VecCollection;
 use timely::dataflow::{Scope, Stream};
 
@@ -42,6 +41,8 @@ pub type Upsert = (MentionKey, Option<Arc<MentionBody>>, u64);
 /// gauges): what the watermark keeps bounded, and the one per-mention part that is not.
 #[derive(Debug, Default)]
 pub struct StateGauges {
+    /// Live mentions (the upsert stage's store: on disk in `vigie run`).
+    pub mentions: AtomicI64,
     /// Mentions whose story velocity can still change.
     pub live_members: AtomicI64,
     /// Stories with counts inside the horizon.
@@ -92,6 +93,9 @@ pub struct GraphSpec {
     /// Where the virality stage spills final velocities (`None`: memory). The runtime
     /// gives each worker a directory of its own below it.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Where the upsert stage keeps every live mention's body (`None`: memory). The
+    /// runtime gives each worker a directory of its own below it.
+    pub mention_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GraphSpec {
@@ -103,6 +107,7 @@ impl Default for GraphSpec {
             late: Arc::new(AtomicU64::new(0)),
             gauges: Arc::new(StateGauges::default()),
             spill_dir: None,
+            mention_dir: None,
         }
     }
 }
@@ -121,19 +126,17 @@ pub struct Stages<'s> {
     pub alerts: VecCollection<'s, u64, records::AlertRecord>,
 }
 
-/// The upsert stage: every live mention's latest body, as a collection. It is arranged by
-/// [`MentionKey`] (so exchanged by organisation); a new body retracts the previous one and
-/// `None` retracts the mention.
+/// The upsert stage (see [`upsert`]): every live mention's latest body, as a collection.
 pub fn upserted<'s>(
     upserts: Stream<'s, u64, Vec<Upsert>>,
+    spec: &GraphSpec,
 ) -> VecCollection<'s, u64, (MentionKey, Arc<MentionBody>)> {
-    arrange_from_upsert::<
-        ValBuilder<MentionKey, Arc<MentionBody>, u64, isize>,
-        ValSpine<MentionKey, Arc<MentionBody>, u64, isize>,
-        MentionKey,
-        Arc<MentionBody>,
-    >(upserts, "Mentions")
-    .as_collection(|k, v| (*k, v.clone()))
+    let dir = spec.mention_dir.clone();
+    upsert::upserted(
+        upserts,
+        move || upsert::MentionStore::open(dir.as_ref()),
+        spec.gauges.clone(),
+    )
 }
 
 /// Builds every stage over a stream of upserts.
@@ -141,7 +144,7 @@ pub fn upserted<'s>(
 /// Upserts make ingest idempotent: re-posting a mention with the same id and body changes
 /// nothing; a new body retracts the old scores; `None` retracts the mention everywhere.
 pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Stages<'s> {
-    let mentions = upserted(upserts);
+    let mentions = upserted(upserts, &spec);
 
     let lateness_us = spec.lateness.min(MAX_LATENESS).as_micros() as i64;
     let scored = score::score(mentions, spec.scoring);
