@@ -159,7 +159,8 @@ fn upsert_stage_equals_differential_arrange_from_upsert() {
             }
         }
     });
-    let mut out: [BTreeMap<(u64, MentionKey, Arc<MentionBody>), isize>; 3] = Default::default();
+    type Acc = BTreeMap<(u64, MentionKey, Arc<MentionBody>), isize>;
+    let mut out: [Acc; 3] = Default::default();
     for (_, data) in rx.extract() {
         for ((name, (k, v)), t, d) in data {
             *out[name as usize].entry((t, k, v)).or_default() += d;
