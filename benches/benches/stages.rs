@@ -1,5 +1,5 @@
 //! Each dataflow stage on its own, in updates per second, with 1 and 2 timely workers:
-//! the upsert arrangement with scoring, virality, trends (with keyword trends), windows with
+//! the upsert stage with scoring (its store in memory, and on disk as in `vigie run`), virality, trends (with keyword trends), windows with
 //! alerts, the whole graph, and the sink's row encoding (changes → ClickHouse rows).
 //!
 //! Input: [`vigie_benches::live_mentions`] (a live feed over 20 organisations), 100,000
@@ -84,17 +84,25 @@ where
         .unwrap_or_default()
 }
 
-/// Runs the upsert stage and scoring, or the whole graph (`whole`), over the raw bodies.
-fn run_upserts(workers: usize, input: Arc<Vec<Body>>, whole: bool) -> Duration {
+/// Runs the upsert stage and scoring, or the whole graph (`whole`), over the raw bodies;
+/// with `disk`, the upsert stage keeps the bodies on disk as `vigie run` does.
+fn run_upserts(workers: usize, input: Arc<Vec<Body>>, whole: bool, disk: bool) -> Duration {
+    let run = uuid::Uuid::new_v4();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
+        let spec = GraphSpec {
+            mention_dir: disk
+                .then(|| std::env::temp_dir().join(format!("vigie-stages-{run}-{index}"))),
+            ..GraphSpec::default()
+        };
+        let dir = spec.mention_dir.clone();
         let mut handle: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
             InputHandle::new();
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut handle);
             if whole {
-                graph::build(upserts, GraphSpec::default())
+                graph::build(upserts, spec)
                     .inner
                     .probe_with(&probe);
             } else {
@@ -120,7 +128,11 @@ fn run_upserts(workers: usize, input: Arc<Vec<Body>>, whole: bool) -> Duration {
             handle.advance_to(t);
             worker.step_while(|| probe.less_than(handle.time()));
         }
-        started.elapsed()
+        let took = started.elapsed();
+        if let Some(d) = dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        took
     })
     .expect("timely");
     guards
@@ -185,7 +197,11 @@ fn stages(c: &mut Criterion) {
     for workers in [1usize, 2] {
         let b = bodies.clone();
         timed(&mut g, format!("upsert_score/{workers}w"), move || {
-            run_upserts(workers, b.clone(), false)
+            run_upserts(workers, b.clone(), false, false)
+        });
+        let b = bodies.clone();
+        timed(&mut g, format!("upsert_score_disk/{workers}w"), move || {
+            run_upserts(workers, b.clone(), false, true)
         });
         let s = scored.clone();
         timed(&mut g, format!("virality/{workers}w"), move || {
@@ -201,7 +217,11 @@ fn stages(c: &mut Criterion) {
         });
         let b = bodies.clone();
         timed(&mut g, format!("whole_graph/{workers}w"), move || {
-            run_upserts(workers, b.clone(), true)
+            run_upserts(workers, b.clone(), true, false)
+        });
+        let b = bodies.clone();
+        timed(&mut g, format!("whole_graph_disk/{workers}w"), move || {
+            run_upserts(workers, b.clone(), true, true)
         });
     }
     // The sink's encoding: one epoch's changes (mentions and their trend rows) to rows.

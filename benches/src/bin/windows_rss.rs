@@ -5,17 +5,25 @@
 //!
 //! `cargo run --release -p vigie-benches --bin windows_rss -- --days 35 --per-day 200000 [--spill 0]`
 //!
+//! With `--graph 1`, the whole graph instead (`graph::build`: the upsert stage with its
+//! store on disk as `vigie run` keeps it, scoring, trends and keyword trends too), fed
+//! upserts: the memory of 50 M mentions over 60 days of issue 8.
+//!
 //! The stream: several organisations and sources, keywords, mostly one-off stories plus
 //! bursts of shared stories, event times out of order within the lateness and a share of
 //! late ones, re-posts of recent mentions with new engagement numbers.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
+use timely::dataflow::InputHandle;
 use timely::dataflow::operators::probe::Handle;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
 use uuid::Uuid;
 use vigie_pipeline::domain::Engagement;
 use vigie_pipeline::graph::alerts::{alerts, AlertSpec};
@@ -23,7 +31,7 @@ use vigie_pipeline::graph::records::{MentionBody, MentionKey, Scored};
 use vigie_pipeline::graph::score::score_one;
 use vigie_pipeline::graph::virality::{virality, ViralitySpec};
 use vigie_pipeline::graph::windows::{windows, WindowSpec};
-use vigie_pipeline::graph::StateGauges;
+use vigie_pipeline::graph::{GraphSpec, StateGauges, Upsert};
 use vigie_pipeline::rules::RuleBook;
 use vigie_udfs::ScoreConfig;
 
@@ -88,7 +96,7 @@ fn main() {
     let days = arg("--days", 35);
     let per_day = arg("--per-day", 200_000);
     let orgs = arg("--orgs", 20);
-    let epoch_size = 2_000u64;
+    let epoch_size = arg("--epoch", 2_000);
     let lateness_us = 300_000_000i64;
     let cfg = ScoreConfig::default();
     timely::execute_directly(move |worker| {
@@ -102,38 +110,67 @@ fn main() {
             .then(|| std::env::temp_dir().join(format!("vigie-rss-{}", std::process::id())));
         let gauges = Arc::new(StateGauges::default());
         let g = gauges.clone();
-        worker.dataflow::<u64, _, _>(|scope| {
-            let scored = input.to_collection(scope);
-            let rules = Arc::new(RuleBook::default());
-            let viral = virality(
-                scored,
-                ViralitySpec {
-                    lateness_us,
-                    late: late.clone(),
-                    gauges: gauges.clone(),
-                    spill_dir: spill.clone(),
-                },
-            );
-            let firings = windows(
-                viral.clone(),
-                WindowSpec {
-                    lateness_us,
-                    rules: rules.clone(),
-                    gauges: gauges.clone(),
-                },
-            );
-            let raised = raised.clone();
-            alerts(firings, viral, AlertSpec { rules })
-                .inspect(move |(a, _, _)| {
-                    if raised.fetch_add(1, Ordering::Relaxed).is_multiple_of(97)
-                        && std::env::var_os("SHOW").is_some()
-                    {
-                        eprintln!("{}", a.message);
-                    }
-                })
-                .inner
-                .probe_with(&probe);
-        });
+        let whole = arg("--graph", 0) == 1;
+        let mentions_dir = (whole && spill.is_some())
+            .then(|| std::env::temp_dir().join(format!("vigie-rss-m-{}", std::process::id())));
+        let mut upserts: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
+            InputHandle::new();
+        if whole {
+            let (late, raised, spill) = (late.clone(), raised.clone(), spill.clone());
+            let (gauges, mentions_dir) = (gauges.clone(), mentions_dir.clone());
+            worker.dataflow::<u64, _, _>(|scope| {
+                use timely::dataflow::operators::Input;
+                let spec = GraphSpec {
+                    lateness: Duration::from_micros(lateness_us as u64),
+                    late,
+                    gauges,
+                    spill_dir: spill,
+                    mention_dir: mentions_dir,
+                    ..GraphSpec::default()
+                };
+                vigie_pipeline::graph::build(scope.input_from(&mut upserts), spec)
+                    .inner
+                    .inspect(move |(c, _, d)| {
+                        if matches!(c, vigie_pipeline::graph::records::Change::Alert(_)) && *d > 0 {
+                            raised.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                    .probe_with(&probe);
+            });
+        } else {
+            worker.dataflow::<u64, _, _>(|scope| {
+                let scored = input.to_collection(scope);
+                let rules = Arc::new(RuleBook::default());
+                let viral = virality(
+                    scored,
+                    ViralitySpec {
+                        lateness_us,
+                        late: late.clone(),
+                        gauges: gauges.clone(),
+                        spill_dir: spill.clone(),
+                    },
+                );
+                let firings = windows(
+                    viral.clone(),
+                    WindowSpec {
+                        lateness_us,
+                        rules: rules.clone(),
+                        gauges: gauges.clone(),
+                    },
+                );
+                let raised = raised.clone();
+                alerts(firings, viral, AlertSpec { rules })
+                    .inspect(move |(a, _, _)| {
+                        if raised.fetch_add(1, Ordering::Relaxed).is_multiple_of(97)
+                            && std::env::var_os("SHOW").is_some()
+                        {
+                            eprintln!("{}", a.message);
+                        }
+                    })
+                    .inner
+                    .probe_with(&probe);
+            });
+        }
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let start_us = 1_790_000_000_000_000i64;
         let day_us = 86_400_000_000i64;
@@ -154,8 +191,12 @@ fn main() {
                     let mut body = (*old.body).clone();
                     body.engagement.likes += 1 + rng.below(50);
                     let new = score_one(old.key, body.into(), &cfg);
-                    input.update(old, -1);
-                    input.update(new.clone(), 1);
+                    if whole {
+                        upserts.send((new.key, Some(new.body.clone()), time));
+                    } else {
+                        input.update(old, -1);
+                        input.update(new.clone(), 1);
+                    }
                     recent[j] = new;
                 }
                 next_id += 1;
@@ -205,12 +246,18 @@ fn main() {
                     let j = rng.below(4096) as usize;
                     recent[j] = s.clone();
                 }
-                input.insert(s);
+                if whole {
+                    upserts.send((s.key, Some(s.body.clone()), time));
+                } else {
+                    input.insert(s);
+                }
                 if next_id.is_multiple_of(epoch_size as u128) {
                     time += 1;
                     input.advance_to(time);
                     input.flush();
-                    while probe.less_than(input.time()) {
+                    upserts.advance_to(time);
+                    upserts.flush();
+                    while probe.less_than(&time) {
                         worker.step_or_park(Some(Duration::from_millis(1)));
                     }
                 }
@@ -242,10 +289,23 @@ fn main() {
             );
             let _ = std::fs::remove_dir_all(dir);
         }
+        if let Some(dir) = &mentions_dir {
+            println!(
+                "mention store on disk: {:.1} MiB ({} live mentions)",
+                walk(dir) as f64 / (1 << 20) as f64,
+                g.mentions.load(Ordering::Relaxed)
+            );
+            let _ = std::fs::remove_dir_all(dir);
+        }
         println!(
-            "{} mentions over {days} simulated days in {secs:.1} s: {:.0} mentions/s through virality, windows and alerts (1 worker)",
+            "{} mentions over {days} simulated days in {secs:.1} s: {:.0} mentions/s through {} (1 worker)",
             days * per_day,
-            (days * per_day) as f64 / secs
+            (days * per_day) as f64 / secs,
+            if whole {
+                "the whole graph"
+            } else {
+                "virality, windows and alerts"
+            }
         );
     });
 }
