@@ -102,9 +102,7 @@ fn run_upserts(workers: usize, input: Arc<Vec<Body>>, whole: bool, disk: bool) -
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut handle);
             if whole {
-                graph::build(upserts, spec)
-                    .inner
-                    .probe_with(&probe);
+                graph::build(upserts, spec).inner.probe_with(&probe);
             } else {
                 graph::score::score(
                     graph::upserted(upserts, &GraphSpec::default()),

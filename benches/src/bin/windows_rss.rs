@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
-use timely::dataflow::InputHandle;
 use timely::dataflow::operators::probe::Handle;
 use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::InputHandle;
 use uuid::Uuid;
 use vigie_pipeline::domain::Engagement;
 use vigie_pipeline::graph::alerts::{alerts, AlertSpec};
@@ -113,8 +113,10 @@ fn main() {
         let whole = arg("--graph", 0) == 1;
         let mentions_dir = (whole && spill.is_some())
             .then(|| std::env::temp_dir().join(format!("vigie-rss-m-{}", std::process::id())));
-        let mut upserts: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
-            InputHandle::new();
+        let mut upserts: InputHandle<
+            u64,
+            timely::container::CapacityContainerBuilder<Vec<Upsert>>,
+        > = InputHandle::new();
         if whole {
             let (late, raised, spill) = (late.clone(), raised.clone(), spill.clone());
             let (gauges, mentions_dir) = (gauges.clone(), mentions_dir.clone());
@@ -281,6 +283,10 @@ fn main() {
             );
         }
         let secs = started.elapsed().as_secs_f64();
+        // Let the dataflow finish before its directories go.
+        input.close();
+        upserts.close();
+        while worker.step() {}
         if let Some(dir) = &spill {
             let bytes: u64 = walk(dir);
             println!(

@@ -86,15 +86,15 @@ impl MentionStore {
             .manual_journal_persist(true)
             .worker_threads(1)
             .open()?;
-        // Filters and indexes stay in memory on every level (~10 bits and a few bytes per
-        // mention): a new mention's lookup then never reads a block, and a known one reads
-        // one. Unpinned, they were evicted from the cache as the store grew and reloaded on
-        // every lookup (a day's ingest took twice as long by the third simulated day).
+        // Filters stay in memory on every level (~10 bits per mention), so a new mention's
+        // lookup never reads a block. Unpinned, deeper levels' filters were evicted from the
+        // cache as the store grew and reloaded on every lookup (a simulated day's ingest
+        // took twice as long by the third day). Indexes keep fjall's default (pinned on the
+        // first two levels): only lookups of known mentions reach them.
         let bodies = db.keyspace("mentions", || {
             fjall::KeyspaceCreateOptions::default()
                 .max_memtable_size(MEMTABLE_BYTES)
                 .filter_block_pinning_policy(fjall::config::PinningPolicy::all(true))
-                .index_block_pinning_policy(fjall::config::PinningPolicy::all(true))
         })?;
         Ok(MentionStore::Disk(Disk {
             db,
