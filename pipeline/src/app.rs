@@ -108,6 +108,14 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             .clone()
             .refresh_forever(ch.client(), settings.catalog_ttl),
     );
+    // Each worker empties its own directories below these; a run with fewer workers than
+    // the last must not leave the others' behind.
+    for dir in ["frozen", "mentions"] {
+        let dir = settings.data_dir.join(dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+        }
+    }
     let runtime = RuntimeConfig {
         workers: settings.workers,
         wal_max_bytes: settings.wal_max_bytes,

@@ -130,9 +130,15 @@ fn upsert_stage_equals_differential_arrange_from_upsert() {
     let dir = std::env::temp_dir().join(format!("vigie-upsert-{}", Uuid::new_v4()));
     let (tx, rx) = std::sync::mpsc::channel();
     let store_dir = dir.clone();
-    timely::execute_directly(move |worker| {
+    let epochs = Arc::new(epochs);
+    // Three workers (records cross the exchange); the disk store writes its memtable out
+    // every three epochs, so lookups go through tables, filters and compactions.
+    timely::execute(timely::Config::process(3), move |worker| {
+        let index = worker.index();
         let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
             InputHandle::new();
+        let tx = tx.clone();
+        let store_dir = store_dir.join(format!("worker-{index}"));
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut input);
             let reference = arrange_from_upsert::<
@@ -145,20 +151,23 @@ fn upsert_stage_equals_differential_arrange_from_upsert() {
             let memory = upserted(upserts.clone(), MentionStore::memory, Default::default());
             let disk = upserted(
                 upserts,
-                move || MentionStore::disk(&store_dir).expect("store"),
+                move || MentionStore::disk_flushing(&store_dir, 3).expect("store"),
                 Default::default(),
             );
             for (name, c) in [(0u8, reference), (1, memory), (2, disk)] {
                 c.map(move |x| (name, x)).inner.capture_into(tx.clone());
             }
         });
-        for (t, epoch) in epochs.into_iter().enumerate() {
+        for (t, epoch) in epochs.iter().enumerate() {
             input.advance_to(t as u64 + 1);
-            for u in epoch {
-                input.send(u);
+            if index == 0 {
+                for u in epoch {
+                    input.send(u.clone());
+                }
             }
         }
-    });
+    })
+    .expect("timely");
     type Acc = BTreeMap<(u64, MentionKey, Arc<MentionBody>), isize>;
     let mut out: [Acc; 3] = Default::default();
     for (_, data) in rx.extract() {
