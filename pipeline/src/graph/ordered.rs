@@ -19,8 +19,39 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
-/// Changes waiting for the frontier, per dataflow time, with a capability for it.
-type Stash<D> = BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)>;
+/// Records waiting for the input frontier, per dataflow time, with a capability for it
+/// (shared by [`ordered`] and the upsert stage, which apply each time's records in order).
+pub struct TimeStash<D>(BTreeMap<u64, (Capability<u64>, Vec<D>)>);
+
+impl<D> Default for TimeStash<D> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<D> TimeStash<D> {
+    /// Stashes `d` at time `t`, holding a capability for `t` delayed from `least`.
+    pub fn push(&mut self, least: &Capability<u64>, t: u64, d: D) {
+        self.0
+            .entry(t)
+            .or_insert_with(|| (least.delayed(&t), Vec::new()))
+            .1
+            .push(d);
+    }
+
+    /// The earliest stashed time the frontier has passed, with its capability and records.
+    pub fn pop_ready(
+        &mut self,
+        frontier: &timely::progress::frontier::MutableAntichain<u64>,
+    ) -> Option<(u64, Capability<u64>, Vec<D>)> {
+        let entry = self.0.first_entry()?;
+        if frontier.less_equal(entry.key()) {
+            return None;
+        }
+        let (time, (cap, data)) = entry.remove_entry();
+        Some((time, cap, data))
+    }
+}
 
 /// Applies `logic(time, changes, out)` to every dataflow time's changes in time order, once
 /// the input frontier has passed it; `out` holds the output's differences at that time.
@@ -39,7 +70,7 @@ where
     O: Data,
     L: FnMut(u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
 {
-    let mut stash: Stash<D> = BTreeMap::new();
+    let mut stash: TimeStash<(D, isize)> = TimeStash::default();
     input
         .inner
         .unary_frontier(Pipeline, name, move |_, _| {
@@ -49,18 +80,10 @@ where
                         return;
                     };
                     for (d, t, r) in data.drain(..) {
-                        stash
-                            .entry(t)
-                            .or_insert_with(|| (least.delayed(&t), Vec::new()))
-                            .1
-                            .push((d, r));
+                        stash.push(&least, t, (d, r));
                     }
                 });
-                while let Some(entry) = stash.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (time, (cap, mut changes)) = entry.remove_entry();
+                while let Some((time, cap, mut changes)) = stash.pop_ready(frontier) {
                     if consolidate_input {
                         consolidate(&mut changes);
                     }

@@ -15,7 +15,7 @@
 //! Records are exchanged by [`MentionKey`], whose hash is its organisation's, so every
 //! organisation's mentions and the stages after this one live on one worker.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,9 +23,9 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use super::ordered::TimeStash;
 use super::records::{MentionBody, MentionKey};
 use super::Upsert;
 
@@ -210,9 +210,6 @@ impl MentionStore {
     }
 }
 
-/// Upserts waiting for the frontier, per dataflow time, with a capability for it.
-type Stash = BTreeMap<u64, (Capability<u64>, Vec<(MentionKey, Option<Arc<MentionBody>>)>)>;
-
 /// The upsert stage over a store built by `store` on each worker. Each dataflow time is
 /// applied once the input frontier has passed it, in time order; several upserts of one
 /// mention at one time resolve to the largest (as DD's `arrange_from_upsert` does; the log
@@ -226,7 +223,7 @@ where
     F: FnOnce() -> MentionStore + 'static,
 {
     let exchange = Exchange::new(|u: &Upsert| u.0.hashed());
-    let mut stash: Stash = BTreeMap::new();
+    let mut stash: TimeStash<(MentionKey, Option<Arc<MentionBody>>)> = TimeStash::default();
     let mut share = super::GaugeShare::default();
     upserts
         .unary_frontier(exchange, "Mentions", move |_, _| {
@@ -237,18 +234,10 @@ where
                         .retain_least(0)
                         .expect("the upsert stage has one output");
                     for (k, v, t) in data.drain(..) {
-                        stash
-                            .entry(t)
-                            .or_insert_with(|| (least.delayed(&t), Vec::new()))
-                            .1
-                            .push((k, v));
+                        stash.push(&least, t, (k, v));
                     }
                 });
-                while let Some(entry) = stash.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (time, (cap, mut list)) = entry.remove_entry();
+                while let Some((time, cap, mut list)) = stash.pop_ready(frontier) {
                     list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
                     list.dedup_by(|later, first| later.0 == first.0);
                     let mut out = Vec::with_capacity(list.len());
