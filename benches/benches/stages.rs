@@ -147,6 +147,7 @@ fn virality_stage(c: VecCollection<'_, u64, Scored>) -> ProbeHandle<u64> {
         late: Default::default(),
         gauges: Default::default(),
         spill_dir: None,
+        checkpoint: None,
     };
     let probe = ProbeHandle::new();
     graph::virality::virality(c, spec).inner.probe_with(&probe);
@@ -155,8 +156,12 @@ fn virality_stage(c: VecCollection<'_, u64, Scored>) -> ProbeHandle<u64> {
 
 fn trends_stage(c: VecCollection<'_, u64, Scored>) -> ProbeHandle<u64> {
     let probe = ProbeHandle::new();
-    graph::trends::trends(c.clone()).inner.probe_with(&probe);
-    graph::trends::keyword_trends(c).inner.probe_with(&probe);
+    graph::trends::trends(c.clone(), None)
+        .inner
+        .probe_with(&probe);
+    graph::trends::keyword_trends(c, None)
+        .inner
+        .probe_with(&probe);
     probe
 }
 
@@ -166,12 +171,20 @@ fn windows_alerts_stage(c: VecCollection<'_, u64, Scored>) -> ProbeHandle<u64> {
         lateness_us: LATENESS_US,
         rules: rules.clone(),
         gauges: Default::default(),
+        checkpoint: None,
     };
     let firings = graph::windows::windows(c.clone(), spec);
     let probe = ProbeHandle::new();
-    graph::alerts::alerts(firings, c, graph::alerts::AlertSpec { rules })
-        .inner
-        .probe_with(&probe);
+    graph::alerts::alerts(
+        firings,
+        c,
+        graph::alerts::AlertSpec {
+            rules,
+            checkpoint: None,
+        },
+    )
+    .inner
+    .probe_with(&probe);
     probe
 }
 

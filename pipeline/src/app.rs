@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, watch};
 use vigie_sinks::clickhouse::{migrations, ClickHouseConfig};
 
 use crate::cli::RunSettings;
+use crate::graph::checkpoint::{self, CheckpointSpec};
 use crate::graph::GraphSpec;
 use crate::ingest::registry::Registry;
 use crate::ingest::stream::{AlertHub, HubConfig};
@@ -27,10 +28,15 @@ pub const WAL_DIR: &str = "wal-v2";
 async fn open_log(
     settings: &RunSettings,
     database: &str,
+    from: u64,
 ) -> anyhow::Result<(MentionLog, Vec<crate::wal::LoggedEpoch>)> {
     let Some(endpoint) = &settings.fluvio else {
-        let (wal, replay) = Wal::open(&settings.data_dir.join(WAL_DIR), settings.wal_segment_bytes)
-            .context("opening the write-ahead log")?;
+        let (wal, replay) = Wal::open_from(
+            &settings.data_dir.join(WAL_DIR),
+            settings.wal_segment_bytes,
+            from,
+        )
+        .context("opening the write-ahead log")?;
         return Ok((MentionLog::Local(wal), replay));
     };
     #[cfg(feature = "fluvio")]
@@ -39,16 +45,18 @@ async fn open_log(
             .fluvio_topic
             .clone()
             .unwrap_or_else(|| crate::fluvio_log::default_topic_name(database));
-        let (log, replay) =
+        let (log, mut replay) =
             crate::fluvio_log::FluvioLog::open(endpoint, &name, settings.wal_segment_bytes)
                 .await
                 .context("opening the log in Fluvio")?;
+        // The topic is read whole; only the epochs after the checkpoint are replayed.
+        replay.retain(|(t, _)| *t >= from);
         tracing::info!(topic = %log.topic(), epochs = replay.len(), "the log is in Fluvio");
         Ok((MentionLog::Fluvio(Box::new(log)), replay))
     }
     #[cfg(not(feature = "fluvio"))]
     {
-        let _ = database;
+        let _ = (database, from);
         anyhow::bail!(
             "--fluvio {endpoint}: this vigie was built without Fluvio (cargo feature `fluvio`)"
         )
@@ -108,14 +116,48 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             .clone()
             .refresh_forever(ch.client(), settings.catalog_ttl),
     );
-    // Each worker empties its own directories below these; a run with fewer workers than
-    // the last must not leave the others' behind.
-    for dir in ["frozen", "mentions"] {
-        let dir = settings.data_dir.join(dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    // State directories: restored from the newest usable checkpoint, or emptied (each
+    // worker also empties its own below them; a run with fewer workers than the last must
+    // not leave the others' behind) for a replay of the whole log.
+    let (frozen_dir, mention_dir) = (
+        settings.data_dir.join("frozen"),
+        settings.data_dir.join("mentions"),
+    );
+    let committed_file = settings.data_dir.join("committed");
+    let checkpoint = if settings.checkpoint_secs > 0 {
+        let mut spec = CheckpointSpec {
+            dir: settings.data_dir.join("checkpoints"),
+            interval_ms: settings.checkpoint_secs * 1000,
+            restore: None,
+            progress: Some((committed_file.clone(), sink::progress_target(&ch))),
+            workers: settings.workers,
+        };
+        let fingerprint = format!(
+            "format 1\nworkers {}\nlateness {:?}\ninterval {}\nscoring {:?}\n",
+            settings.workers, settings.lateness, spec.interval_ms, settings.scoring
+        );
+        let label = checkpoint::prepare(
+            &mut spec,
+            &fingerprint,
+            &mention_dir,
+            &[&frozen_dir, &mention_dir],
+        )
+        .context("preparing checkpoints")?;
+        match label {
+            Some(l) => tracing::info!(label = l, "restoring the dataflow from a checkpoint"),
+            None => tracing::info!("no usable checkpoint: rebuilding state from the whole log"),
         }
-    }
+        Some(Arc::new(spec))
+    } else {
+        for dir in [&frozen_dir, &mention_dir] {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)
+                    .with_context(|| format!("emptying {}", dir.display()))?;
+            }
+        }
+        None
+    };
+    let replay_from = checkpoint.as_ref().and_then(|c| c.restore).unwrap_or(0);
     let runtime = RuntimeConfig {
         workers: settings.workers,
         wal_max_bytes: settings.wal_max_bytes,
@@ -125,8 +167,9 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             rules,
             late: metrics.late_mentions.clone(),
             gauges: metrics.state.clone(),
-            spill_dir: Some(settings.data_dir.join("frozen")),
-            mention_dir: Some(settings.data_dir.join("mentions")),
+            spill_dir: Some(frozen_dir),
+            mention_dir: Some(mention_dir),
+            checkpoint,
         },
         ..RuntimeConfig::default()
     };
@@ -136,11 +179,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         clickhouse: ch.clone(),
         dead_letter_dir: settings.data_dir.join("dead-letter"),
         workers: settings.workers,
-        progress_file: settings.data_dir.join("committed"),
-        skip_below: sink::read_progress(
-            &settings.data_dir.join("committed"),
-            &sink::progress_target(&ch),
-        ),
+        progress_file: committed_file.clone(),
+        skip_below: sink::read_progress(&committed_file, &sink::progress_target(&ch)),
     };
     // Alerts go to the live streams' hub and to the webhook dispatcher; neither blocks.
     let alerts = Arc::new(AlertHub::new(HubConfig::default(), Some(ch.client())));
@@ -181,7 +221,14 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             "a write-ahead log of an older vigie is here; it is not replayed (its records lack matched keywords). Delete it once its mentions are in ClickHouse"
         );
     }
-    let (log, replay) = open_log(&settings, &ch.database).await?;
+    let (log, replay) = open_log(&settings, &ch.database, replay_from).await?;
+    metrics
+        .restored_checkpoint
+        .store(replay_from, std::sync::atomic::Ordering::Relaxed);
+    metrics.replayed_records.store(
+        replay.iter().map(|e| e.1.len() as u64).sum(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let dataflow = Dataflow::start(runtime, sink_tx, metrics.clone(), log, replay, committed_rx);
 
     let state = Arc::new(IngestState {

@@ -180,6 +180,11 @@ pub struct RunOpts {
     /// once ClickHouse has their effects) [default: 67108864]
     #[arg(long, env = "VIGIE_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// Seconds between checkpoints of the dataflow's state (a restart restores the newest
+    /// one ClickHouse has caught up with and replays only the log after it; 0 disables
+    /// them) [default: 5]
+    #[arg(long, env = "VIGIE_CHECKPOINT_SECS")]
+    pub checkpoint_secs: Option<u64>,
     /// Keep the log in Fluvio instead of under the data dir: the address of the cluster's
     /// SC, e.g. 127.0.0.1:9003 (needs a vigie built with the `fluvio` feature); ingest
     /// answers 202 once Fluvio acknowledged the records
@@ -412,6 +417,8 @@ pub struct FileConfig {
     pub wal_max_bytes: Option<u64>,
     /// See `--wal-segment-bytes`.
     pub wal_segment_bytes: Option<u64>,
+    /// See `--checkpoint-secs`.
+    pub checkpoint_secs: Option<u64>,
     /// See `--fluvio`.
     pub fluvio: Option<String>,
     /// See `--fluvio-topic`.
@@ -454,6 +461,8 @@ pub struct RunSettings {
     /// Segment size of the write-ahead log (in Fluvio: the size below which it is not
     /// compacted).
     pub wal_segment_bytes: u64,
+    /// Seconds between checkpoints (0: none).
+    pub checkpoint_secs: u64,
     /// The Fluvio cluster (SC address) holding the log, if not the data dir.
     pub fluvio: Option<String>,
     /// The Fluvio log's name (`None`: derived from the database).
@@ -539,6 +548,7 @@ impl RunOpts {
                 .or(file.wal_segment_bytes)
                 .unwrap_or(64 << 20)
                 .min((self.wal_max_bytes.or(file.wal_max_bytes).unwrap_or(8 << 30) / 4).max(1)),
+            checkpoint_secs: self.checkpoint_secs.or(file.checkpoint_secs).unwrap_or(5),
             fluvio: self.fluvio.clone().or(file.fluvio.clone()),
             fluvio_topic: self.fluvio_topic.clone().or(file.fluvio_topic.clone()),
         }

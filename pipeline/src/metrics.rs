@@ -75,6 +75,10 @@ pub struct Metrics {
     wal_bytes: AtomicU64,
     /// Compactions of the write-ahead log.
     pub wal_compactions: AtomicU64,
+    /// The checkpoint this run started from (0: none, the whole log was replayed).
+    pub restored_checkpoint: AtomicU64,
+    /// Upserts replayed from the log at start-up.
+    pub replayed_records: AtomicU64,
     epochs: AtomicU64,
     dataflow_records: AtomicU64,
     dataflow_time: AtomicU64,
@@ -195,6 +199,16 @@ impl Metrics {
             "vigie_wal_compactions_total",
             "Compactions of the write-ahead log.",
             self.wal_compactions.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vigie_restored_checkpoint The checkpoint (dataflow time) this run's state was restored from; 0: rebuilt from the whole log.\n# TYPE vigie_restored_checkpoint gauge\nvigie_restored_checkpoint {}",
+            self.restored_checkpoint.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vigie_replayed_records Upserts replayed from the log at start-up.\n# TYPE vigie_replayed_records gauge\nvigie_replayed_records {}",
+            self.replayed_records.load(Relaxed)
         );
         counter(
             &mut out,

@@ -100,7 +100,19 @@ impl Wal {
     /// Opens (or creates) the log under `dir`, returning it with every intact epoch in
     /// time order. Segments roll over at `segment_bytes`.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<LoggedEpoch>), WalError> {
+        Self::open_from(dir, segment_bytes, 0)
+    }
+
+    /// Opens the log like [`Wal::open`], returning only the epochs at or after `from` (a
+    /// restart from a checkpoint): segments whose successor starts at or before `from`
+    /// hold only earlier epochs and are not read.
+    pub fn open_from(
+        dir: &Path,
+        segment_bytes: u64,
+        from: u64,
+    ) -> Result<(Wal, Vec<LoggedEpoch>), WalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        finish_compaction(dir)?;
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -118,8 +130,25 @@ impl Wal {
         let mut closed = Vec::new();
         let mut last_time = 0u64;
         let count = names.len();
+        let first_times: Vec<Option<u64>> = names.iter().map(|p| first_time(p)).collect();
         for (i, path) in names.into_iter().enumerate() {
             let is_last = i + 1 == count;
+            if let Some(next) = first_times
+                .get(i + 1)
+                .copied()
+                .flatten()
+                .filter(|n| *n <= from)
+            {
+                // Every epoch here is before `next`, so before `from`.
+                let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
+                last_time = last_time.max(next.saturating_sub(1));
+                closed.push(Segment {
+                    path,
+                    max_time: next.saturating_sub(1),
+                    bytes,
+                });
+                continue;
+            }
             let (segment_epochs, good_len, total) = read_all(&path)?;
             if good_len < total {
                 if !is_last {
@@ -136,18 +165,18 @@ impl Wal {
                 f.set_len(good_len).map_err(io(&path))?;
                 f.sync_all().map_err(io(&path))?;
             }
-            let before = epochs.len();
             // A compaction interrupted after its rename leaves inputs it already covers:
             // their epochs are not newer than what was read, and are skipped.
-            epochs.extend(segment_epochs.into_iter().filter(|(t, _)| *t > last_time));
-            let fresh = &epochs[before..];
-            if fresh.is_empty() {
+            let fresh: Vec<LoggedEpoch> = segment_epochs
+                .into_iter()
+                .filter(|(t, _)| *t > last_time)
+                .collect();
+            let Some(newest) = fresh.last().map(|(t, _)| *t) else {
                 std::fs::remove_file(&path).map_err(io(&path))?;
                 continue;
-            }
-            if let Some((t, _)) = fresh.last() {
-                last_time = *t;
-            }
+            };
+            last_time = newest;
+            epochs.extend(fresh.into_iter().filter(|(t, _)| *t >= from));
             closed.push(Segment {
                 path,
                 max_time: last_time,
@@ -269,11 +298,24 @@ impl Wal {
             })?;
             f.sync_all().map_err(io(&tmp))?;
         }
+        // The marker lists the inputs the result replaces: a crash after the rename and
+        // before they are all removed is finished at the next open.
+        let marker = self.dir.join(COMPACTING);
+        let names: Vec<String> = inputs[1..]
+            .iter()
+            .filter_map(|s| s.path.file_name()?.to_str().map(String::from))
+            .collect();
+        std::fs::write(&marker, names.join("\n")).map_err(io(&marker))?;
+        File::open(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&marker))?;
+        sync_dir(&self.dir)?;
         std::fs::rename(&tmp, &target).map_err(io(&target))?;
         sync_dir(&self.dir)?;
         for seg in &inputs[1..] {
             std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
         }
+        std::fs::remove_file(&marker).map_err(io(&marker))?;
         sync_dir(&self.dir)?;
         let compacted = Segment {
             path: target,
@@ -338,6 +380,38 @@ pub fn compact_epochs(epochs: Vec<LoggedEpoch>) -> Vec<LoggedEpoch> {
             (!upserts.is_empty()).then_some((time, upserts))
         })
         .collect()
+}
+
+/// Marker of a compaction between its rename and the removal of its other inputs.
+const COMPACTING: &str = "compacting";
+
+/// The first epoch's time of a segment, from its name.
+fn first_time(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// Finishes or forgets an interrupted compaction: when its result was not renamed into
+/// place (the temporary file is still there) its inputs are intact and the marker is
+/// dropped; otherwise the inputs the marker lists are removed.
+fn finish_compaction(dir: &Path) -> Result<(), WalError> {
+    let marker = dir.join(COMPACTING);
+    let Ok(list) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    let renamed = !std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().extension().is_some_and(|x| x == "tmp"));
+    if renamed {
+        for name in list.lines().filter(|l| !l.is_empty()) {
+            let p = dir.join(name);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+    }
+    std::fs::remove_file(&marker).map_err(io(&marker))?;
+    sync_dir(dir)
 }
 
 /// Reads every intact record; returns them, the length of the intact prefix and the
@@ -594,5 +668,60 @@ mod tests {
         assert!(back.windows(2).all(|w| w[0].0 < w[1].0));
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::remove_dir_all(copy).unwrap();
+    }
+
+    #[test]
+    fn open_from_reads_only_the_segments_a_checkpoint_still_needs() {
+        let dir = tmp();
+        let (mut wal, _) = Wal::open(&dir, 1).unwrap(); // one epoch per segment
+        for t in 1..=20u64 {
+            wal.append(t * 10, &epoch(t as u128)).unwrap();
+        }
+        drop(wal);
+        // A segment no longer needed is not even opened: make one unreadable as proof.
+        let third = segment_path(&dir, 30);
+        std::fs::write(&third, b"garbage that is not a record").unwrap();
+        let (mut wal, tail) = Wal::open_from(&dir, 1, 115).unwrap();
+        let times: Vec<u64> = tail.iter().map(|e| e.0).collect();
+        assert_eq!(times, (12..=20).map(|t| t * 10).collect::<Vec<_>>());
+        wal.append(210, &epoch(21)).unwrap();
+        drop(wal);
+        // Reading from the start does open it (and reports the damage).
+        assert!(matches!(
+            Wal::open(&dir, 1),
+            Err(WalError::Corrupted { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_compaction_interrupted_after_its_rename_is_finished_at_open() {
+        let dir = tmp();
+        let (mut wal, _) = Wal::open(&dir, 1).unwrap();
+        for t in 1..=4u64 {
+            wal.append(t, &epoch(t as u128)).unwrap();
+        }
+        drop(wal);
+        let (mut wal, all) = Wal::open(&dir, 1).unwrap();
+        let second = segment_path(&dir, 2);
+        let copy = std::fs::read(&second).unwrap();
+        wal.compact(4).unwrap(); // merges the segments of times 1, 2 and 3
+        drop(wal);
+        let (_, compacted) = Wal::open(&dir, 1).unwrap();
+        // As if the process died before removing the second input.
+        std::fs::write(&second, &copy).unwrap();
+        std::fs::write(dir.join(COMPACTING), "00000000000000000002.log\n").unwrap();
+        let (_, back) = Wal::open_from(&dir, 1, 3).unwrap();
+        assert!(!second.exists(), "the leftover input is removed");
+        assert!(!dir.join(COMPACTING).exists());
+        let from_3: Vec<LoggedEpoch> = compacted.into_iter().filter(|e| e.0 >= 3).collect();
+        assert_eq!(back, from_3);
+        // Before the rename (the result still a temporary file), the inputs are kept.
+        std::fs::write(dir.join("00000000000000000001.log.tmp"), b"partial").unwrap();
+        std::fs::write(dir.join(COMPACTING), "00000000000000000004.log\n").unwrap();
+        let (_, back) = Wal::open(&dir, 1).unwrap();
+        assert_eq!(state(&back), state(&all));
+        assert!(segment_path(&dir, 4).exists());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -148,11 +148,17 @@ fn upsert_stage_equals_differential_arrange_from_upsert() {
                 Arc<MentionBody>,
             >(upserts.clone(), "Reference")
             .as_collection(|k, v| (*k, v.clone()));
-            let memory = upserted(upserts.clone(), MentionStore::memory, Default::default());
+            let memory = upserted(
+                upserts.clone(),
+                MentionStore::memory,
+                Default::default(),
+                None,
+            );
             let disk = upserted(
                 upserts,
                 move || MentionStore::disk_flushing(&store_dir, 3).expect("store"),
                 Default::default(),
+                None,
             );
             for (name, c) in [(0u8, reference), (1, memory), (2, disk)] {
                 c.map(move |x| (name, x)).inner.capture_into(tx.clone());

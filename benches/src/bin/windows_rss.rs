@@ -150,6 +150,7 @@ fn main() {
                         late: late.clone(),
                         gauges: gauges.clone(),
                         spill_dir: spill.clone(),
+                        checkpoint: None,
                     },
                 );
                 let firings = windows(
@@ -158,19 +159,27 @@ fn main() {
                         lateness_us,
                         rules: rules.clone(),
                         gauges: gauges.clone(),
+                        checkpoint: None,
                     },
                 );
                 let raised = raised.clone();
-                alerts(firings, viral, AlertSpec { rules })
-                    .inspect(move |(a, _, _)| {
-                        if raised.fetch_add(1, Ordering::Relaxed).is_multiple_of(97)
-                            && std::env::var_os("SHOW").is_some()
-                        {
-                            eprintln!("{}", a.message);
-                        }
-                    })
-                    .inner
-                    .probe_with(&probe);
+                alerts(
+                    firings,
+                    viral,
+                    AlertSpec {
+                        rules,
+                        checkpoint: None,
+                    },
+                )
+                .inspect(move |(a, _, _)| {
+                    if raised.fetch_add(1, Ordering::Relaxed).is_multiple_of(97)
+                        && std::env::var_os("SHOW").is_some()
+                    {
+                        eprintln!("{}", a.message);
+                    }
+                })
+                .inner
+                .probe_with(&probe);
             });
         }
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -19,7 +19,8 @@ use differential_dataflow::VecCollection;
 use uuid::Uuid;
 use vigie_sinks::alert::{AlertType, Level};
 
-use super::ordered::ordered;
+use super::checkpoint::{CheckpointSpec, StageCheckpoint};
+use super::ordered::{ordered, Checkpointed};
 use super::records::{AlertKey, AlertRecord, Firing, Scored, WindowKey, WindowRule};
 use crate::rules::{AlertRules, RuleBook};
 
@@ -74,6 +75,8 @@ impl AlertInput {
 pub struct AlertSpec {
     /// Rules per organisation.
     pub rules: Arc<RuleBook>,
+    /// Checkpoints (`None`: none written, nothing restored).
+    pub checkpoint: Option<Arc<CheckpointSpec>>,
 }
 
 /// The string an alert key is identified by (and shown as).
@@ -320,13 +323,29 @@ pub fn alerts<'s>(
             excerpt: excerpt(&s.body.text, 140),
         })
     });
-    let mut state = State::default();
+    let checkpoint = spec.checkpoint.clone().map(|c| (c, "alerts"));
     ordered(
         firings.map(AlertInput::Window).concat(candidates),
         "Alerts",
         true,
-        move |_time, changes, out| state.apply(changes, &spec, out),
+        (State::default(), checkpoint),
+        move |state, _time, changes, out| state.apply(changes, &spec, out),
     )
+}
+
+impl Checkpointed for State {
+    fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
+        ckpt.write(label, &(&self.last, &self.newest, self.applied));
+    }
+
+    fn restore(&mut self, ckpt: &StageCheckpoint) {
+        type Saved = (HashMap<(Uuid, i8, AlertKey), i64>, HashMap<Uuid, i64>, u64);
+        if let Some((last, newest, applied)) = ckpt.restored::<Saved>() {
+            self.last = last;
+            self.newest = newest;
+            self.applied = applied;
+        }
+    }
 }
 
 /// The first `n` characters of a text, with an ellipsis when cut.

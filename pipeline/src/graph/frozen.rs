@@ -12,7 +12,7 @@
 //!   mentions later deleted (or moved to another time or story), so it does not grow with
 //!   the history. The directory is rebuilt from the write-ahead log at every start.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -41,6 +41,45 @@ pub struct Spill {
     tombstones: HashSet<(Uuid, Uuid, i64)>,
     /// Entries in files (for the gauge).
     spilled: u64,
+    /// (organisation, hour) of every file written: a checkpoint lists them, so a restore
+    /// deletes the files written after it.
+    files: BTreeSet<(Uuid, i64)>,
+}
+
+/// A checkpoint of the store (owned, as read back).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum FrozenSaved {
+    /// The in-memory store.
+    Memory(HashMap<(Uuid, Uuid), u16>),
+    /// The spill's memory part and the files it had written.
+    Disk {
+        /// Hours still freezing.
+        pending: HashMap<Uuid, BTreeMap<i64, HashMap<Uuid, u16>>>,
+        /// Spilled entries no longer valid.
+        tombstones: HashSet<(Uuid, Uuid, i64)>,
+        /// Entries in files.
+        spilled: u64,
+        /// Files written.
+        files: BTreeSet<(Uuid, i64)>,
+    },
+}
+
+/// A checkpoint of the store, borrowed for writing (encodes like [`FrozenSaved`]).
+#[derive(Debug, serde::Serialize)]
+pub enum FrozenSavedRef<'a> {
+    /// See [`FrozenSaved::Memory`].
+    Memory(&'a HashMap<(Uuid, Uuid), u16>),
+    /// See [`FrozenSaved::Disk`].
+    Disk {
+        /// Hours still freezing.
+        pending: &'a HashMap<Uuid, BTreeMap<i64, HashMap<Uuid, u16>>>,
+        /// Spilled entries no longer valid.
+        tombstones: &'a HashSet<(Uuid, Uuid, i64)>,
+        /// Entries in files.
+        spilled: u64,
+        /// Files written.
+        files: &'a BTreeSet<(Uuid, i64)>,
+    },
 }
 
 impl FrozenStore {
@@ -55,12 +94,81 @@ impl FrozenStore {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
-        Ok(FrozenStore::Disk(Spill {
+        Ok(Self::reopen(dir))
+    }
+
+    /// The store under `dir` as it is, to be rolled back by [`FrozenStore::restore`].
+    pub fn reopen(dir: PathBuf) -> FrozenStore {
+        FrozenStore::Disk(Spill {
             dir,
             pending: HashMap::new(),
             tombstones: HashSet::new(),
             spilled: 0,
-        }))
+            files: BTreeSet::new(),
+        })
+    }
+
+    /// What a checkpoint keeps of the store.
+    pub fn saved(&self) -> FrozenSavedRef<'_> {
+        match self {
+            Self::Memory(m) => FrozenSavedRef::Memory(m),
+            Self::Disk(s) => FrozenSavedRef::Disk {
+                pending: &s.pending,
+                tombstones: &s.tombstones,
+                spilled: s.spilled,
+                files: &s.files,
+            },
+        }
+    }
+
+    /// Returns to a checkpoint: memory as saved, and on disk exactly the files written
+    /// before it (later ones are deleted; the replay of the log after the checkpoint
+    /// writes them again). A file is written once, when its hour has frozen, so the files
+    /// the checkpoint lists are unchanged since.
+    pub fn restore(&mut self, saved: FrozenSaved) {
+        match (self, saved) {
+            (Self::Memory(m), FrozenSaved::Memory(saved)) => *m = saved,
+            (
+                Self::Disk(s),
+                FrozenSaved::Disk {
+                    pending,
+                    tombstones,
+                    spilled,
+                    files,
+                },
+            ) => {
+                for org_dir in std::fs::read_dir(&s.dir).into_iter().flatten().flatten() {
+                    let org = org_dir
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| Uuid::try_parse(n).ok());
+                    for f in std::fs::read_dir(org_dir.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let path = f.path();
+                        let hour = path
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .and_then(|n| n.strip_suffix(".bin"))
+                            .and_then(|h| h.parse::<i64>().ok());
+                        let listed =
+                            matches!((org, hour), (Some(o), Some(h)) if files.contains(&(o, h)));
+                        if !listed {
+                            std::fs::remove_file(&path).unwrap_or_else(|e| {
+                                panic!("cannot roll back {}: {e}", path.display())
+                            });
+                        }
+                    }
+                }
+                s.pending = pending;
+                s.tombstones = tombstones;
+                s.spilled = spilled;
+                s.files = files;
+            }
+            _ => panic!("a checkpoint of the frozen velocities does not match the store's kind"),
+        }
     }
 
     /// Records the final velocity of a mention with event time `t_us` (only non-zero ones
@@ -143,6 +251,7 @@ impl FrozenStore {
                 );
             }
             s.spilled += n;
+            s.files.insert((org, hour));
         }
     }
 

@@ -11,6 +11,7 @@
 //! increasing); event time (`created_at`) is data and decides buckets and windows.
 
 pub mod alerts;
+pub mod checkpoint;
 pub mod emit;
 pub mod frozen;
 pub mod ordered;
@@ -96,6 +97,8 @@ pub struct GraphSpec {
     /// Where the upsert stage keeps every live mention's body (`None`: memory). The
     /// runtime gives each worker a directory of its own below it.
     pub mention_dir: Option<std::path::PathBuf>,
+    /// Checkpoints of every stage's state (`None`: none; state comes from the whole log).
+    pub checkpoint: Option<Arc<checkpoint::CheckpointSpec>>,
 }
 
 impl Default for GraphSpec {
@@ -108,6 +111,7 @@ impl Default for GraphSpec {
             gauges: Arc::new(StateGauges::default()),
             spill_dir: None,
             mention_dir: None,
+            checkpoint: None,
         }
     }
 }
@@ -132,10 +136,12 @@ pub fn upserted<'s>(
     spec: &GraphSpec,
 ) -> VecCollection<'s, u64, (MentionKey, Arc<MentionBody>)> {
     let dir = spec.mention_dir.clone();
+    let restore = spec.checkpoint.as_ref().and_then(|c| c.restore);
     upsert::upserted(
         upserts,
-        move || upsert::MentionStore::open(dir.as_ref()),
+        move || upsert::MentionStore::open(dir.as_ref(), restore),
         spec.gauges.clone(),
+        spec.checkpoint.clone(),
     )
 }
 
@@ -155,22 +161,27 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
             late: spec.late,
             gauges: spec.gauges.clone(),
             spill_dir: spec.spill_dir.clone(),
+            checkpoint: spec.checkpoint.clone(),
         },
     );
-    let trends = trends::trends(scored.clone());
-    let keyword_trends = trends::keyword_trends(scored.clone());
+    let trends = trends::trends(scored.clone(), spec.checkpoint.clone());
+    let keyword_trends = trends::keyword_trends(scored.clone(), spec.checkpoint.clone());
     let firings = windows::windows(
         scored.clone(),
         windows::WindowSpec {
             lateness_us,
             rules: spec.rules.clone(),
             gauges: spec.gauges.clone(),
+            checkpoint: spec.checkpoint.clone(),
         },
     );
     let alerts = alerts::alerts(
         firings.clone(),
         scored.clone(),
-        alerts::AlertSpec { rules: spec.rules },
+        alerts::AlertSpec {
+            rules: spec.rules,
+            checkpoint: spec.checkpoint.clone(),
+        },
     );
     Stages {
         mentions: scored,

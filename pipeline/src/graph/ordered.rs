@@ -12,12 +12,15 @@
 //! and every organisation's state lives on one worker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::{AsCollection, Data, VecCollection};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
+
+use super::checkpoint::{frontier_time, CheckpointSpec, StageCheckpoint};
 
 /// Records waiting for the input frontier, per dataflow time, with a capability for it
 /// (shared by [`ordered`] and the upsert stage, which apply each time's records in order).
@@ -53,24 +56,41 @@ impl<D> TimeStash<D> {
     }
 }
 
-/// Applies `logic(time, changes, out)` to every dataflow time's changes in time order, once
-/// the input frontier has passed it; `out` holds the output's differences at that time.
+/// A stage's state that checkpoints can save and restore (see [`super::checkpoint`]).
+pub trait Checkpointed {
+    /// Writes this state as the stage's part of checkpoint `label`.
+    fn save(&mut self, label: u64, ckpt: &StageCheckpoint);
+    /// Replaces this (empty) state by the stage's part of the checkpoint restored from.
+    fn restore(&mut self, ckpt: &StageCheckpoint);
+}
+
+/// Applies `logic(state, time, changes, out)` to every dataflow time's changes in time
+/// order, once the input frontier has passed it; `out` holds the output's differences at
+/// that time. With a checkpoint handle, `state` starts from the restored checkpoint and is
+/// saved at every boundary the stage passes (before the first time at or above it).
 ///
 /// With `consolidate`, the changes are consolidated first (needed where a projection makes
 /// some changes cancel out; sorting wide records costs, so stages whose input never holds
 /// cancelling pairs skip it — their logic must not depend on the order of the changes).
-pub fn ordered<'s, D, O, L>(
+pub fn ordered<'s, D, O, S, L>(
     input: VecCollection<'s, u64, D>,
     name: &str,
     consolidate_input: bool,
+    (mut state, checkpoints): (S, Option<(Arc<CheckpointSpec>, &'static str)>),
     mut logic: L,
 ) -> VecCollection<'s, u64, O>
 where
     D: Data,
     O: Data,
-    L: FnMut(u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
+    S: Checkpointed + 'static,
+    L: FnMut(&mut S, u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
 {
     let mut stash: TimeStash<(D, isize)> = TimeStash::default();
+    let worker = input.inner.scope().index();
+    let mut ckpt = checkpoints.map(|(spec, stage)| StageCheckpoint::new(spec, stage, worker));
+    if let Some(c) = &ckpt {
+        state.restore(c);
+    }
     input
         .inner
         .unary_frontier(Pipeline, name, move |_, _| {
@@ -84,20 +104,35 @@ where
                     }
                 });
                 while let Some((time, cap, mut changes)) = stash.pop_ready(frontier) {
+                    save_if_crossed(&mut ckpt, &mut state, time);
                     if consolidate_input {
                         consolidate(&mut changes);
                     }
                     let mut out = Vec::new();
-                    logic(time, changes, &mut out);
+                    logic(&mut state, time, changes, &mut out);
                     if !out.is_empty() {
                         output
                             .session(&cap)
                             .give_iterator(out.into_iter().map(|(o, r)| (o, time, r)));
                     }
                 }
+                if let Some(t) = frontier_time(frontier) {
+                    save_if_crossed(&mut ckpt, &mut state, t);
+                }
             }
         })
         .as_collection()
+}
+
+/// Saves `state` when `t` is at or past a boundary not yet saved. Called before applying
+/// time `t` and once the frontier reached `t`: everything below the boundary is applied
+/// then, and nothing at or above it.
+pub fn save_if_crossed<S: Checkpointed>(ckpt: &mut Option<StageCheckpoint>, state: &mut S, t: u64) {
+    if let Some(c) = ckpt {
+        if let Some(label) = c.crossed(t) {
+            state.save(label, c);
+        }
+    }
 }
 
 /// Minute index of a time in microseconds since the epoch.
@@ -108,7 +143,7 @@ pub fn minute_of_us(t_us: i64) -> i64 {
 /// Per-organisation event clock: the largest event time seen and the allowed lateness.
 /// A change is *late* when its event time is below `max − lateness` as it stood before the
 /// dataflow time that carries it (so the order of records inside one time never matters).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct EventClock {
     max_us: Option<i64>,
 }

@@ -9,13 +9,21 @@
 //!   exactly what it counted — yet the process's memory is bounded by the store's caches and
 //!   write buffer, not by the history (about 470 bytes per live mention in memory, measured
 //!   in benches/README.md). A lookup of a new mention is answered by the LSM's per-table
-//!   filters without reading a block. The directory is emptied at start: the write-ahead log's
-//!   replay rebuilds it, like the rest of the graph's state.
+//!   filters without reading a block.
+//!
+//! Checkpoints (see [`super::checkpoint`]): the disk store is too large to copy at every
+//! boundary, so every write also records, in the same atomic batch, the mention's previous
+//! body under `(dataflow time, key)` in an *undo* keyspace (one per checkpoint interval).
+//! At a boundary the store's journal is synced, so the store holds everything below it. A
+//! restart from label `L` undoes, newest first, every write at a time at or above `L`, and
+//! is then exactly the store of `L`. Undo keyspaces entirely below the newest usable label
+//! are dropped. Without a usable label the directory is emptied and the log's replay
+//! rebuilds it.
 //!
 //! Records are exchanged by [`MentionKey`], whose hash is its organisation's, so every
 //! organisation's mentions and the stages after this one live on one worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +33,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use super::ordered::TimeStash;
+use super::checkpoint::{frontier_time, CheckpointSpec, StageCheckpoint};
+use super::ordered::{save_if_crossed, Checkpointed, TimeStash};
 use super::records::{MentionBody, MentionKey};
 use super::Upsert;
 
@@ -33,6 +42,13 @@ use super::Upsert;
 const CACHE_BYTES: u64 = 32 << 20;
 /// Write buffer (memtable) of the disk store, per worker.
 const MEMTABLE_BYTES: u64 = 32 << 20;
+
+/// One write: the mention, its new body (`None`: deleted) and its previous one.
+pub type Write = (
+    MentionKey,
+    Option<Arc<MentionBody>>,
+    Option<Arc<MentionBody>>,
+);
 
 /// The latest body of every live mention.
 pub enum MentionStore {
@@ -46,8 +62,12 @@ pub enum MentionStore {
 
 /// The on-disk store.
 pub struct Disk {
+    dir: PathBuf,
     db: fjall::Database,
     bodies: fjall::Keyspace,
+    /// Undo keyspaces, oldest first, each with the label it starts at (it holds the
+    /// previous bodies of writes at times from its label to the next one's).
+    undo: VecDeque<(u64, fjall::Keyspace)>,
     /// Live mentions (for the gauge).
     live: i64,
     /// Tests: write the memtable out as a table after every this many batches, so reads
@@ -83,10 +103,17 @@ impl MentionStore {
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
         }
+        Self::reopen(dir, 0)
+    }
+
+    /// The store under `dir`, rolled back to checkpoint `label` (every write at a time at or
+    /// above it undone). The live count is set by the checkpoint's restore.
+    pub fn reopen(dir: &Path, label: u64) -> anyhow::Result<MentionStore> {
         std::fs::create_dir_all(dir)?;
         let db = fjall::Database::builder(dir)
             .cache_size(CACHE_BYTES)
-            // Durability comes from vigie's own log; the store is rebuilt from it.
+            // Synced at every checkpoint boundary; between them, vigie's own log has
+            // everything and a restart rolls back to the last checkpoint.
             .manual_journal_persist(true)
             // Flushes and compactions in the background; with one thread, a long compaction
             // could leave memtables waiting and make writes (the timely worker) sleep.
@@ -105,15 +132,18 @@ impl MentionStore {
                 .filter_block_pinning_policy(fjall::config::PinningPolicy::all(true))
                 .filter_block_partitioning_policy(fjall::config::PartitioningPolicy::all(false))
         })?;
-        Ok(MentionStore::Disk(Disk {
+        let mut disk = Disk {
+            dir: dir.to_path_buf(),
             db,
             bodies,
+            undo: VecDeque::new(),
             live: 0,
             flush_every: None,
             batches: 0,
-        }))
+        };
+        disk.roll_back(label)?;
+        Ok(MentionStore::Disk(disk))
     }
-
     /// A disk store that writes its memtable out after every `n` batches (tests).
     pub fn disk_flushing(dir: &Path, n: u32) -> anyhow::Result<MentionStore> {
         let mut s = Self::disk(dir)?;
@@ -123,12 +153,15 @@ impl MentionStore {
         Ok(s)
     }
 
-    /// The store a stage uses: on disk under `dir` when given, else in memory.
-    pub fn open(dir: Option<&PathBuf>) -> MentionStore {
-        match dir {
-            Some(d) => MentionStore::disk(d)
+    /// The store a stage uses: on disk under `dir` when given (rolled back to `restore`
+    /// when restarting from a checkpoint, else emptied), else in memory.
+    pub fn open(dir: Option<&PathBuf>, restore: Option<u64>) -> MentionStore {
+        match (dir, restore) {
+            (Some(d), Some(label)) => MentionStore::reopen(d, label)
+                .unwrap_or_else(|e| panic!("cannot reopen {}: {e:#}", d.display())),
+            (Some(d), None) => MentionStore::disk(d)
                 .unwrap_or_else(|e| panic!("cannot prepare {}: {e:#}", d.display())),
-            None => MentionStore::memory(),
+            (None, _) => MentionStore::memory(),
         }
     }
 
@@ -152,9 +185,9 @@ impl MentionStore {
         }
     }
 
-    /// Applies one dataflow time's changes (at most one per mention), each with whether the
-    /// mention was live before.
-    pub fn apply(&mut self, changes: Vec<(MentionKey, Option<Arc<MentionBody>>, bool)>) {
+    /// Applies dataflow time `time`'s changes (at most one per mention), each with the
+    /// mention's previous body.
+    pub fn apply(&mut self, time: u64, changes: Vec<Write>) {
         match self {
             Self::Memory(m) => {
                 for (k, next, _) in changes {
@@ -168,17 +201,26 @@ impl MentionStore {
                 if changes.is_empty() {
                     return;
                 }
+                let undo = &d.undo.back().expect("an undo keyspace is open").1;
                 let mut batch = d.db.batch();
-                for (k, next, was_live) in changes {
+                for (k, next, prev) in changes {
+                    let key = key_bytes(&k);
+                    let mut undo_key = Vec::with_capacity(40);
+                    undo_key.extend_from_slice(&time.to_be_bytes());
+                    undo_key.extend_from_slice(&key);
+                    // Empty: the mention was not live (an encoded body is never empty).
+                    batch.insert(
+                        undo,
+                        undo_key,
+                        prev.as_deref().map(encode).unwrap_or_default(),
+                    );
                     match next {
                         Some(b) => {
-                            let bytes = bincode::serialize(&*b)
-                                .unwrap_or_else(|e| panic!("encoding a mention: {e}"));
-                            batch.insert(&d.bodies, key_bytes(&k), bytes);
-                            d.live += i64::from(!was_live);
+                            batch.insert(&d.bodies, key, encode(&b));
+                            d.live += i64::from(prev.is_none());
                         }
                         None => {
-                            batch.remove(&d.bodies, key_bytes(&k));
+                            batch.remove(&d.bodies, key);
                             d.live -= 1;
                         }
                     }
@@ -210,6 +252,140 @@ impl MentionStore {
     }
 }
 
+fn encode(b: &MentionBody) -> Vec<u8> {
+    bincode::serialize(b).unwrap_or_else(|e| panic!("encoding a mention: {e}"))
+}
+
+const UNDO_PREFIX: &str = "undo-";
+/// File naming the oldest label the store can roll back to.
+const UNDO_FROM: &str = "undo-from";
+
+/// The oldest label the store under `dir` can roll back to (`None`: no store there).
+pub fn undo_from(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(UNDO_FROM))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Disk {
+    fn undo_keyspace(&self, label: u64) -> fjall::Result<fjall::Keyspace> {
+        self.db.keyspace(&format!("{UNDO_PREFIX}{label:020}"), || {
+            fjall::KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+        })
+    }
+
+    /// Undoes every write at a time at or above `label`, newest first, then starts a
+    /// fresh undo keyspace at `label`.
+    fn roll_back(&mut self, label: u64) -> anyhow::Result<()> {
+        let mut undo: Vec<(u64, String)> = self
+            .db
+            .list_keyspace_names()
+            .iter()
+            .filter_map(|n| {
+                let n: &str = n.as_ref();
+                let l = n.strip_prefix(UNDO_PREFIX)?.parse().ok()?;
+                Some((l, n.to_string()))
+            })
+            .collect();
+        undo.sort_unstable();
+        if let Some(&(oldest, _)) = undo.first() {
+            anyhow::ensure!(
+                oldest <= label || label == 0,
+                "the mention store can roll back to {oldest} at the earliest, not {label}"
+            );
+        }
+        let mut undone = 0u64;
+        for (_, name) in undo.iter().rev() {
+            let ks = self.db.keyspace(name, Default::default)?;
+            let mut batch = self.db.batch();
+            for guard in ks.range(label.to_be_bytes()..).rev() {
+                let (k, prev) = guard.into_inner()?;
+                let key = &k[8..];
+                if prev.is_empty() {
+                    batch.remove(&self.bodies, key);
+                } else {
+                    batch.insert(&self.bodies, key, prev);
+                }
+                undone += 1;
+            }
+            batch.commit()?;
+            self.db.delete_keyspace(ks)?;
+        }
+        if undone > 0 {
+            tracing::info!(undone, label, dir = %self.dir.display(), "rolled the mention store back to its checkpoint");
+        }
+        let ks = self.undo_keyspace(label)?;
+        self.undo.push_back((label, ks));
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        std::fs::write(self.dir.join(UNDO_FROM), label.to_string())?;
+        Ok(())
+    }
+
+    /// At boundary `label`: syncs the journal (everything below `label` is then on disk),
+    /// opens the undo keyspace of the next interval and drops those entirely below the
+    /// newest usable label `usable`.
+    fn boundary(&mut self, label: u64, usable: Option<u64>) -> anyhow::Result<()> {
+        self.db.persist(fjall::PersistMode::SyncData)?;
+        let ks = self.undo_keyspace(label)?;
+        self.undo.push_back((label, ks));
+        let Some(usable) = usable else {
+            return Ok(());
+        };
+        let mut dropped = false;
+        while self.undo.len() > 1 && self.undo[1].0 <= usable {
+            let (_, ks) = self.undo.pop_front().expect("two keyspaces");
+            self.db.delete_keyspace(ks)?;
+            dropped = true;
+        }
+        if dropped {
+            let from = self.undo.front().map_or(label, |u| u.0);
+            let tmp = self.dir.join("undo-from.tmp");
+            std::fs::write(&tmp, from.to_string())?;
+            std::fs::rename(&tmp, self.dir.join(UNDO_FROM))?;
+        }
+        Ok(())
+    }
+}
+
+impl Checkpointed for MentionStore {
+    fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
+        match self {
+            Self::Memory(m) => {
+                let all: Vec<(&(uuid::Uuid, uuid::Uuid), &MentionBody)> =
+                    m.iter().map(|(k, v)| (k, &**v)).collect();
+                ckpt.write(label, &all);
+            }
+            Self::Disk(d) => {
+                let usable = ckpt.spec().latest_usable();
+                match d.boundary(label, usable) {
+                    Ok(()) => ckpt.write(label, &d.live),
+                    // The checkpoint stays incomplete; the store keeps its undo entries.
+                    Err(e) => {
+                        tracing::warn!(error = %e, label, "cannot checkpoint the mention store")
+                    }
+                }
+            }
+        }
+    }
+
+    fn restore(&mut self, ckpt: &StageCheckpoint) {
+        match self {
+            Self::Memory(m) => {
+                if let Some(all) = ckpt.restored::<Vec<((uuid::Uuid, uuid::Uuid), MentionBody)>>() {
+                    *m = all.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+                }
+            }
+            Self::Disk(d) => {
+                if let Some(live) = ckpt.restored::<i64>() {
+                    d.live = live;
+                }
+            }
+        }
+    }
+}
+
 /// The upsert stage over a store built by `store` on each worker. Each dataflow time is
 /// applied once the input frontier has passed it, in time order; several upserts of one
 /// mention at one time resolve to the largest (as DD's `arrange_from_upsert` does; the log
@@ -218,6 +394,7 @@ pub fn upserted<'s, F>(
     upserts: Stream<'s, u64, Vec<Upsert>>,
     store: F,
     gauges: Arc<super::StateGauges>,
+    checkpoint: Option<Arc<CheckpointSpec>>,
 ) -> VecCollection<'s, u64, (MentionKey, Arc<MentionBody>)>
 where
     F: FnOnce() -> MentionStore + 'static,
@@ -225,9 +402,14 @@ where
     let exchange = Exchange::new(|u: &Upsert| u.0.hashed());
     let mut stash: TimeStash<(MentionKey, Option<Arc<MentionBody>>)> = TimeStash::default();
     let mut share = super::GaugeShare::default();
+    let worker = upserts.scope().index();
+    let mut ckpt = checkpoint.map(|spec| StageCheckpoint::new(spec, "mentions", worker));
     upserts
         .unary_frontier(exchange, "Mentions", move |_, _| {
             let mut store = store();
+            if let Some(c) = &ckpt {
+                store.restore(c);
+            }
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
                     let least = cap
@@ -238,6 +420,7 @@ where
                     }
                 });
                 while let Some((time, cap, mut list)) = stash.pop_ready(frontier) {
+                    save_if_crossed(&mut ckpt, &mut store, time);
                     list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
                     list.dedup_by(|later, first| later.0 == first.0);
                     let mut out = Vec::with_capacity(list.len());
@@ -247,19 +430,21 @@ where
                         if prev == next {
                             continue;
                         }
-                        let was_live = prev.is_some();
-                        if let Some(p) = prev {
-                            out.push(((key, p), time, -1));
+                        if let Some(p) = &prev {
+                            out.push(((key, p.clone()), time, -1));
                         }
                         if let Some(n) = &next {
                             out.push(((key, n.clone()), time, 1));
                         }
-                        writes.push((key, next, was_live));
+                        writes.push((key, next, prev));
                     }
-                    store.apply(writes);
+                    store.apply(time, writes);
                     if !out.is_empty() {
                         output.session(&cap).give_container(&mut out);
                     }
+                }
+                if let Some(t) = frontier_time(frontier) {
+                    save_if_crossed(&mut ckpt, &mut store, t);
                 }
                 share.report(&gauges.mentions, store.len());
             }

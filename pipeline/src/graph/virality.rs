@@ -30,8 +30,9 @@ use differential_dataflow::VecCollection;
 use uuid::Uuid;
 use vigie_udfs::virality::{heat_weight, velocity, HEAT_HORIZON_MINUTES};
 
-use super::frozen::FrozenStore;
-use super::ordered::{minute_of_us, ordered, EventClock};
+use super::checkpoint::{CheckpointSpec, StageCheckpoint};
+use super::frozen::{FrozenSaved, FrozenStore};
+use super::ordered::{minute_of_us, ordered, Checkpointed, EventClock};
 use super::records::Scored;
 use super::{GaugeShare, StateGauges};
 
@@ -44,9 +45,11 @@ pub struct ViralitySpec {
     pub late: Arc<AtomicU64>,
     /// Where the state's size is reported.
     pub gauges: Arc<StateGauges>,
-    /// Where final velocities of frozen mentions are spilled (emptied first; `None`: kept
-    /// in memory). One directory per worker.
+    /// Where final velocities of frozen mentions are spilled (emptied first, unless
+    /// restoring a checkpoint; `None`: kept in memory). One directory per worker.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Checkpoints (`None`: none written, nothing restored).
+    pub checkpoint: Option<Arc<CheckpointSpec>>,
 }
 
 const H: i64 = HEAT_HORIZON_MINUTES as i64;
@@ -69,7 +72,7 @@ pub fn heat(minutes: &BTreeMap<i64, u32>, x: i64) -> u64 {
         .sum()
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Member {
     /// The record as currently emitted.
     rec: Scored,
@@ -77,13 +80,13 @@ struct Member {
     rate: f64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Story {
     minutes: BTreeMap<i64, u32>,
     live: BTreeMap<i64, Vec<Uuid>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Org {
     clock: EventClock,
     hours: BTreeMap<i64, u32>,
@@ -355,19 +358,47 @@ pub fn virality<'s>(
     scored: VecCollection<'s, u64, Scored>,
     spec: ViralitySpec,
 ) -> VecCollection<'s, u64, Scored> {
+    // Restoring a checkpoint keeps the spill directory (rolled back to the checkpoint by
+    // `restore`); otherwise it is emptied and rebuilt by the log's replay.
+    let restoring = spec
+        .checkpoint
+        .as_ref()
+        .is_some_and(|c| c.restore.is_some());
     let frozen = match &spec.spill_dir {
+        Some(dir) if restoring => FrozenStore::reopen(dir.clone()),
         Some(dir) => FrozenStore::disk(dir.clone())
             .unwrap_or_else(|e| panic!("cannot prepare {}: {e}", dir.display())),
         None => FrozenStore::memory(),
     };
-    let mut state = State {
+    let state = State {
         orgs: HashMap::new(),
         frozen,
         shares: Default::default(),
         ticks: 0,
     };
+    let checkpoint = spec.checkpoint.clone().map(|c| (c, "virality"));
     // `apply` consolidates per mention itself (sorting whole records is costly).
-    ordered(scored, "Virality", false, move |_time, changes, out| {
-        state.apply(changes, &spec, out)
-    })
+    ordered(
+        scored,
+        "Virality",
+        false,
+        (state, checkpoint),
+        move |state, _time, changes, out| state.apply(changes, &spec, out),
+    )
+}
+
+impl Checkpointed for State {
+    fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
+        ckpt.write(label, &(&self.orgs, self.ticks, self.frozen.saved()));
+    }
+
+    fn restore(&mut self, ckpt: &StageCheckpoint) {
+        if let Some((orgs, ticks, frozen)) =
+            ckpt.restored::<(HashMap<Uuid, Org>, u64, FrozenSaved)>()
+        {
+            self.orgs = orgs;
+            self.ticks = ticks;
+            self.frozen.restore(frozen);
+        }
+    }
 }

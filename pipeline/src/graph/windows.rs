@@ -30,7 +30,8 @@ use std::sync::Arc;
 use differential_dataflow::VecCollection;
 use uuid::Uuid;
 
-use super::ordered::{minute_of_us, ordered, EventClock};
+use super::checkpoint::{CheckpointSpec, StageCheckpoint};
+use super::ordered::{minute_of_us, ordered, Checkpointed, EventClock};
 use super::records::{Firing, MentionKey, Scored, WindowKey, WindowRule};
 use super::{GaugeShare, StateGauges};
 use crate::rules::{AlertRules, RuleBook, MAX_BASELINE_HOURS, MAX_WINDOW_MINUTES};
@@ -86,13 +87,15 @@ pub struct WindowSpec {
     pub rules: Arc<RuleBook>,
     /// Where the state's size is reported.
     pub gauges: Arc<StateGauges>,
+    /// Checkpoints (`None`: none written, nothing restored).
+    pub checkpoint: Option<Arc<CheckpointSpec>>,
 }
 
 /// Mentions kept per minute as alert samples.
 const SAMPLES_PER_MINUTE: usize = 5;
 
 /// Per-key counts.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// (mentions, negative) per minute index.
     pub minutes: BTreeMap<i64, (u32, u32)>,
@@ -246,7 +249,7 @@ pub fn evaluate(
     out
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Org {
     clock: EventClock,
     keys: BTreeMap<WindowKey, Counts>,
@@ -447,11 +450,25 @@ pub fn windows<'s>(
     scored: VecCollection<'s, u64, Scored>,
     spec: WindowSpec,
 ) -> VecCollection<'s, u64, Firing> {
-    let mut state = State::default();
+    let checkpoint = spec.checkpoint.clone().map(|c| (c, "windows"));
     ordered(
         scored.map(|s| WinRec::of(&s)),
         "Windows",
         true,
-        move |_time, changes, out| state.apply(changes, &spec, out),
+        (State::default(), checkpoint),
+        move |state, _time, changes, out| state.apply(changes, &spec, out),
     )
+}
+
+impl Checkpointed for State {
+    fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
+        ckpt.write(label, &(&self.orgs, self.ticks));
+    }
+
+    fn restore(&mut self, ckpt: &StageCheckpoint) {
+        if let Some((orgs, ticks)) = ckpt.restored::<(HashMap<Uuid, Org>, u64)>() {
+            self.orgs = orgs;
+            self.ticks = ticks;
+        }
+    }
 }

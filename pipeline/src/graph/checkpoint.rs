@@ -1,0 +1,267 @@
+//! Checkpoints of the graph's state, so that a restart replays only the log's tail.
+//!
+//! **Labels.** The dataflow time is the ingest epoch in milliseconds. Every multiple of
+//! `interval_ms` is a *boundary*; checkpoint `L` is the state of every stateful operator
+//! after all dataflow times below `L` and none at or above it. Each operator writes its
+//! part when its own input frontier (or the next time it applies) first reaches or passes
+//! a boundary — no coordination between operators or workers is needed, because the
+//! label is a property of the dataflow times, which are the same everywhere. An operator
+//! that jumps over several boundaries writes only the newest (its state is the same for
+//! all of them), so a label is *complete* only when every operator of every worker wrote
+//! it: `<dir>/<label>/<stage>-<worker>.bin`.
+//!
+//! **Which one a restart uses.** Checkpoint `L` is *usable* when it is complete and every
+//! time below `L` is in ClickHouse (`L ≤` the committed time recorded in the data dir): the
+//! sink never needs an output the restored state will not produce again. A restart takes
+//! the newest usable label, restores every operator from it and replays the log from `L`
+//! (changes below the committed time are re-created but not written twice, as in a full
+//! replay). With none usable — first start, another worker count or configuration, or a
+//! checkpoint written by another vigie — state is rebuilt from the whole log, as before.
+//!
+//! **Files.** Written to a temporary name, synced, then renamed, so a crash mid-write
+//! leaves an incomplete label, never a torn file. A failed write only makes its label
+//! incomplete (logged). Older labels than the newest usable one are deleted by worker 0.
+//!
+//! The mention store is the one part too large to copy at every boundary: it keeps an undo
+//! log instead (see [`super::upsert`]) and rolls back to the label at restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Stateful operators that write a part of every checkpoint, per worker.
+pub const STAGES: [&str; 6] = [
+    "mentions",
+    "virality",
+    "windows",
+    "alerts",
+    "trends",
+    "keyword-trends",
+];
+
+/// Where checkpoints go and which one the graph starts from.
+#[derive(Debug, Clone)]
+pub struct CheckpointSpec {
+    /// Directory of labels (`DATA_DIR/checkpoints`).
+    pub dir: PathBuf,
+    /// Milliseconds between boundaries.
+    pub interval_ms: u64,
+    /// The label operators restore from (`None`: empty state).
+    pub restore: Option<u64>,
+    /// Where the sink records its committed time, and for which ClickHouse target.
+    pub progress: Option<(PathBuf, String)>,
+    /// Workers of the dataflow (a label is complete with every worker's part).
+    pub workers: usize,
+}
+
+impl CheckpointSpec {
+    fn label_dir(&self, label: u64) -> PathBuf {
+        self.dir.join(format!("{label:020}"))
+    }
+
+    fn file(&self, label: u64, stage: &str, worker: usize) -> PathBuf {
+        self.label_dir(label).join(format!("{stage}-{worker}.bin"))
+    }
+
+    /// The time below which everything is in ClickHouse, as recorded on disk (what a
+    /// restart will read).
+    pub fn durable_committed(&self) -> u64 {
+        self.progress
+            .as_ref()
+            .map_or(0, |(path, target)| crate::sink::read_progress(path, target))
+    }
+
+    /// Writes one operator's part of checkpoint `label`.
+    pub fn write<S: Serialize>(&self, label: u64, stage: &str, worker: usize, state: &S) {
+        let path = self.file(label, stage, worker);
+        let result = (|| -> anyhow::Result<()> {
+            std::fs::create_dir_all(self.label_dir(label))?;
+            let tmp = path.with_extension("tmp");
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            bincode::serialize_into(&mut f, state)?;
+            let f = f.into_inner().map_err(|e| e.into_error())?;
+            f.sync_data()?;
+            drop(f);
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                if worker == 0 && stage == STAGES[0] {
+                    self.prune();
+                }
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot write a checkpoint; a restart uses an older one or replays the whole log"
+            ),
+        }
+    }
+
+    /// One operator's part of the checkpoint being restored (`None` when not restoring).
+    /// A part that cannot be read stops the worker: the label was checked complete at
+    /// start-up, so this is a damaged disk, and guessing would break exactness.
+    pub fn read<S: DeserializeOwned>(&self, stage: &str, worker: usize) -> Option<S> {
+        let label = self.restore?;
+        let path = self.file(label, stage, worker);
+        let f = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("reading checkpoint {}: {e}", path.display()));
+        Some(
+            bincode::deserialize_from(std::io::BufReader::new(f))
+                .unwrap_or_else(|e| panic!("decoding checkpoint {}: {e}", path.display())),
+        )
+    }
+
+    /// The newest usable label: complete, and not above the recorded committed time.
+    pub fn latest_usable(&self) -> Option<u64> {
+        let committed = self.durable_committed();
+        labels(&self.dir)
+            .into_iter()
+            .rev()
+            .filter(|l| *l <= committed)
+            .find(|l| self.complete(*l))
+    }
+
+    /// Whether every operator of every worker wrote its part of `label`.
+    pub fn complete(&self, label: u64) -> bool {
+        STAGES
+            .iter()
+            .all(|stage| (0..self.workers.max(1)).all(|w| self.file(label, stage, w).is_file()))
+    }
+
+    /// Deletes labels older than the newest usable one.
+    fn prune(&self) {
+        let Some(keep) = self.latest_usable() else {
+            return;
+        };
+        for label in labels(&self.dir).into_iter().filter(|l| *l < keep) {
+            let _ = std::fs::remove_dir_all(self.label_dir(label));
+        }
+    }
+}
+
+/// Labels present under `dir`, ascending.
+pub fn labels(dir: &Path) -> Vec<u64> {
+    let mut out: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Tracks the boundaries one operator has passed.
+#[derive(Debug, Clone, Copy)]
+pub struct Boundaries {
+    interval: u64,
+    last: u64,
+}
+
+impl Boundaries {
+    /// Starts after `restored` (the label restored from, or 0).
+    pub fn new(interval_ms: u64, restored: u64) -> Self {
+        Self {
+            interval: interval_ms.max(1),
+            last: restored,
+        }
+    }
+
+    /// The newest boundary at or below `t` not yet passed, if any (and marks it passed).
+    pub fn crossed(&mut self, t: u64) -> Option<u64> {
+        let b = t / self.interval * self.interval;
+        (b > self.last).then(|| {
+            self.last = b;
+            b
+        })
+    }
+}
+
+/// An operator's handle on checkpoints: its stage name, worker and boundaries.
+#[derive(Debug, Clone)]
+pub struct StageCheckpoint {
+    spec: Arc<CheckpointSpec>,
+    stage: &'static str,
+    worker: usize,
+    boundaries: Boundaries,
+}
+
+impl StageCheckpoint {
+    /// The handle of `stage` on `worker`.
+    pub fn new(spec: Arc<CheckpointSpec>, stage: &'static str, worker: usize) -> Self {
+        let boundaries = Boundaries::new(spec.interval_ms, spec.restore.unwrap_or(0));
+        Self {
+            spec,
+            stage,
+            worker,
+            boundaries,
+        }
+    }
+
+    /// The restored state of this operator, when restarting from a checkpoint.
+    pub fn restored<S: DeserializeOwned>(&self) -> Option<S> {
+        self.spec.read(self.stage, self.worker)
+    }
+
+    /// The label to write before applying time `t` (or once the frontier reached `t`).
+    pub fn crossed(&mut self, t: u64) -> Option<u64> {
+        self.boundaries.crossed(t)
+    }
+
+    /// Writes this operator's part of `label`.
+    pub fn write<S: Serialize>(&self, label: u64, state: &S) {
+        self.spec.write(label, self.stage, self.worker, state);
+    }
+
+    /// The checkpoints' options.
+    pub fn spec(&self) -> &CheckpointSpec {
+        &self.spec
+    }
+}
+
+/// The first time of the frontier (`None`: the input is finished).
+pub fn frontier_time(frontier: &timely::progress::frontier::MutableAntichain<u64>) -> Option<u64> {
+    frontier.frontier().iter().next().copied()
+}
+
+/// Chooses the label a start restores from and sets `spec.restore`; without one, empties
+/// the checkpoints and the state directories (`state_dirs`: the stores' parents) so the
+/// log's replay rebuilds everything. A label is chosen only when it is usable, written with
+/// the same `fingerprint` (format, workers, lateness, scoring: what the state depends on),
+/// and every worker's mention store under `mention_dir` can still roll back to it.
+pub fn prepare(
+    spec: &mut CheckpointSpec,
+    fingerprint: &str,
+    mention_dir: &Path,
+    state_dirs: &[&Path],
+) -> anyhow::Result<Option<u64>> {
+    let config = spec.dir.join("config");
+    let same = std::fs::read_to_string(&config).is_ok_and(|c| c == fingerprint);
+    let label = same.then(|| spec.latest_usable()).flatten().filter(|l| {
+        (0..spec.workers.max(1)).all(|w| {
+            crate::graph::upsert::undo_from(&mention_dir.join(format!("worker-{w}")))
+                .is_some_and(|from| from <= *l)
+        })
+    });
+    match label {
+        Some(l) => {
+            for newer in labels(&spec.dir).into_iter().filter(|x| *x > l) {
+                std::fs::remove_dir_all(spec.label_dir(newer))?;
+            }
+        }
+        None => {
+            for dir in state_dirs.iter().copied().chain([spec.dir.as_path()]) {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir)?;
+                }
+            }
+            std::fs::create_dir_all(&spec.dir)?;
+            std::fs::write(&config, fingerprint)?;
+        }
+    }
+    spec.restore = label;
+    Ok(label)
+}

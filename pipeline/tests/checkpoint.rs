@@ -1,0 +1,287 @@
+//! Checkpoints, in process (no ClickHouse): a run that stops, then restarts from a
+//! checkpoint with the log's tail, produces exactly the changes of a run that never stopped.
+//!
+//! The workload grows stories (virality), bursts (windows, alerts), corrects and deletes
+//! older mentions, sends some late, and spans hours of event time so that frozen velocities
+//! are spilled to files and window keys warm up (a day of baseline) and fire. Two workers, both stores on disk, as in `vigie run`. The first run
+//! goes past the restored label, so the restart must roll the mention store back and
+//! delete spill files written after the label.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use timely::dataflow::operators::capture::{Capture, Extract};
+use timely::dataflow::operators::Input;
+use timely::dataflow::InputHandle;
+use uuid::Uuid;
+use vigie_pipeline::domain::Engagement;
+use vigie_pipeline::graph::checkpoint::{self, CheckpointSpec};
+use vigie_pipeline::graph::records::{Change, Firing, MentionBody, MentionKey};
+use vigie_pipeline::graph::{stages, GraphSpec, Upsert};
+use vigie_pipeline::runtime::last_write_wins;
+
+type Epoch = (u64, Vec<(MentionKey, Option<MentionBody>)>);
+type Output = BTreeMap<(u64, Change), isize>;
+type Firings = BTreeMap<(u64, Firing), isize>;
+
+const STORIES: &[&str] = &[
+    "acme outage again, awful service",
+    "acme launch is great, love it",
+    "acme prices are a scandal, terrible",
+    "nouvelle offre acme, génial",
+];
+
+fn workload(epochs: u64) -> Vec<Epoch> {
+    let mut rng = StdRng::seed_from_u64(11);
+    let orgs = [Uuid::from_u128(1), Uuid::from_u128(2)];
+    let sources = [Uuid::from_u128(10), Uuid::from_u128(11)];
+    let base = 1_790_000_000_000_000i64;
+    let mut live: Vec<(MentionKey, MentionBody)> = Vec::new();
+    (1..=epochs)
+        .map(|t| {
+            // 3 minutes of event time per epoch: 30 hours over 600 epochs, so that window
+            // keys have the day of baseline that spikes need.
+            let now = base + t as i64 * 180_000_000;
+            let burst = (t % 100) >= 50 && (t % 100) < 56;
+            let n = if burst { 40 } else { rng.random_range(3..12) };
+            let mut ups = Vec::new();
+            for _ in 0..n {
+                let roll = rng.random_range(0..20);
+                if roll < 15 || live.is_empty() {
+                    let late = rng.random_range(0..30) == 0;
+                    let at = if late {
+                        now - 30 * 60_000_000
+                    } else {
+                        now - rng.random_range(0..120_000_000)
+                    };
+                    let story = if burst {
+                        0
+                    } else {
+                        rng.random_range(0..STORIES.len())
+                    };
+                    let key = MentionKey {
+                        org: orgs[rng.random_range(0..2)],
+                        id: Uuid::from_u128(rng.random()),
+                    };
+                    let body = MentionBody {
+                        source: sources[rng.random_range(0..2)],
+                        created_at_us: at,
+                        text: STORIES[story].into(),
+                        author: "@a".into(),
+                        url: "https://e.com".into(),
+                        engagement: Engagement {
+                            likes: rng.random_range(0..500),
+                            shares: rng.random_range(0..200),
+                            replies: 0,
+                            author_followers: 1000,
+                        },
+                        keywords: vec!["acme".to_string()].into(),
+                    };
+                    live.push((key, body.clone()));
+                    ups.push((key, Some(body)));
+                } else if roll < 18 {
+                    // A re-post with new engagement, or a correction of the text.
+                    let i = rng.random_range(0..live.len());
+                    let (key, mut body) = live[i].clone();
+                    if roll == 15 {
+                        body.text = STORIES[rng.random_range(0..STORIES.len())].into();
+                    } else {
+                        body.engagement.likes += 100;
+                    }
+                    live[i].1 = body.clone();
+                    ups.push((key, Some(body)));
+                } else {
+                    let i = rng.random_range(0..live.len());
+                    let (key, _) = live.swap_remove(i);
+                    ups.push((key, None));
+                }
+            }
+            (t, last_write_wins(ups))
+        })
+        .collect()
+}
+
+/// Runs the graph with two workers over `epochs`, with state under `dir`; returns every
+/// change at its time, and the windows stage's firings.
+fn run(epochs: &[Epoch], dir: &Path, checkpoint: Option<CheckpointSpec>) -> (Output, Firings) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Arc::new(Mutex::new(tx));
+    let (ftx, frx) = std::sync::mpsc::channel();
+    let ftx = Arc::new(Mutex::new(ftx));
+    let epochs = Arc::new(epochs.to_vec());
+    let dir = dir.to_path_buf();
+    let checkpoint = checkpoint.map(Arc::new);
+    timely::execute(timely::Config::process(2), move |worker| {
+        let index = worker.index();
+        let tx = tx.lock().expect("lock").clone();
+        let ftx = ftx.lock().expect("lock").clone();
+        let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<Upsert>>> =
+            InputHandle::new();
+        let spec = GraphSpec {
+            spill_dir: Some(dir.join("frozen").join(format!("worker-{index}"))),
+            mention_dir: Some(dir.join("mentions").join(format!("worker-{index}"))),
+            checkpoint: checkpoint.clone(),
+            lateness: std::time::Duration::from_secs(300),
+            ..GraphSpec::default()
+        };
+        worker.dataflow::<u64, _, _>(|scope| {
+            let upserts = scope.input_from(&mut input);
+            let s = stages(upserts, spec);
+            s.firings.inner.capture_into(ftx);
+            s.mentions
+                .map(Change::Mention)
+                .concat(s.trends.map(|(k, s)| Change::Trend(k, s)))
+                .concat(s.keyword_trends.map(|(k, s)| Change::KeywordTrend(k, s)))
+                .concat(s.alerts.map(Change::Alert))
+                .inner
+                .capture_into(tx);
+        });
+        for (t, ups) in epochs.iter() {
+            input.advance_to(*t);
+            if index == 0 {
+                for (k, b) in ups {
+                    input.send((*k, b.clone().map(Arc::new), *t));
+                }
+            }
+            worker.step();
+        }
+    })
+    .expect("timely");
+    let mut out = Output::new();
+    for (_, data) in rx.extract() {
+        for (change, t, d) in data {
+            *out.entry((t, change)).or_default() += d;
+        }
+    }
+    out.retain(|_, d| *d != 0);
+    let mut firings = Firings::new();
+    for (_, data) in frx.extract() {
+        for (f, t, d) in data {
+            *firings.entry((t, f)).or_default() += d;
+        }
+    }
+    firings.retain(|_, d| *d != 0);
+    (out, firings)
+}
+
+fn spec(dir: &Path) -> CheckpointSpec {
+    CheckpointSpec {
+        dir: dir.join("checkpoints"),
+        interval_ms: 50,
+        restore: None,
+        progress: Some((dir.join("committed"), "test".into())),
+        workers: 2,
+    }
+}
+
+fn prepare(dir: &Path) -> (CheckpointSpec, Option<u64>) {
+    let mut s = spec(dir);
+    let label = checkpoint::prepare(
+        &mut s,
+        "fingerprint",
+        &dir.join("mentions"),
+        &[&dir.join("frozen"), &dir.join("mentions")],
+    )
+    .expect("prepare");
+    (s, label)
+}
+
+fn between<K: Ord + Clone>(
+    out: &BTreeMap<(u64, K), isize>,
+    from: u64,
+    to: u64,
+) -> BTreeMap<(u64, K), isize> {
+    out.iter()
+        .filter(|((t, _), _)| *t >= from && *t <= to)
+        .map(|(k, d)| (k.clone(), *d))
+        .collect()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vigie-{name}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped() {
+    let epochs = workload(600);
+    let reference_dir = temp_dir("ckpt-ref");
+    let (reference, reference_firings) = run(&epochs, &reference_dir, None);
+    assert!(
+        !between(&reference_firings, 300, u64::MAX).is_empty(),
+        "windows fire after the label"
+    );
+    let alerts = reference
+        .keys()
+        .filter(|(_, c)| matches!(c, Change::Alert(_)))
+        .count();
+    assert!(alerts > 0, "the workload raises alerts");
+
+    let dir = temp_dir("ckpt");
+    let (first_spec, label) = prepare(&dir);
+    assert_eq!(label, None, "nothing to restore on a first start");
+    // The first run stops after time 400 (a crash would stop anywhere: its state on disk
+    // is then ahead of the checkpoint, as here).
+    let first: Vec<Epoch> = epochs.iter().filter(|(t, _)| *t <= 400).cloned().collect();
+    let (out, firings) = run(&first, &dir, Some(first_spec));
+    assert_eq!(
+        out,
+        between(&reference, 0, 400),
+        "writing checkpoints changes nothing"
+    );
+    assert_eq!(firings, between(&reference_firings, 0, 400));
+    for l in [100, 200, 300, 400] {
+        assert!(spec(&dir).complete(l), "label {l} complete");
+    }
+    let spilled_before: usize = walk(&dir.join("frozen"));
+
+    // ClickHouse has every time below 330: the newest usable label is 300.
+    std::fs::write(dir.join("committed"), "test 330\n").expect("progress");
+    let (second_spec, label) = prepare(&dir);
+    assert_eq!(label, Some(300));
+    assert!(
+        walk(&dir.join("frozen")) == spilled_before,
+        "prepare leaves the stores to the operators"
+    );
+    let tail: Vec<Epoch> = epochs.iter().filter(|(t, _)| *t >= 300).cloned().collect();
+    let (out, firings) = run(&tail, &dir, Some(second_spec));
+    assert_eq!(
+        out,
+        between(&reference, 300, u64::MAX),
+        "the restarted run's changes from the label on"
+    );
+    assert_eq!(firings, between(&reference_firings, 300, u64::MAX));
+
+    // Another fingerprint (e.g. another worker count): no label is used, state is emptied.
+    let mut other = spec(&dir);
+    let label = checkpoint::prepare(
+        &mut other,
+        "another fingerprint",
+        &dir.join("mentions"),
+        &[&dir.join("frozen"), &dir.join("mentions")],
+    )
+    .expect("prepare");
+    assert_eq!(label, None);
+    assert!(!dir.join("mentions").exists());
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&reference_dir).ok();
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
