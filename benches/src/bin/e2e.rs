@@ -632,7 +632,31 @@ async fn main() {
         let acked = t0.elapsed().as_secs_f64();
         wait_committed(&http, &vigie_run.base, epoch, Duration::from_millis(20)).await;
         let caught_up = t0.elapsed().as_secs_f64();
-        recovery = Some((listening, acked, caught_up, rss_bytes(vigie_run.pid())));
+        let m = http
+            .get(format!("{}/metrics", vigie_run.base))
+            .send()
+            .await
+            .expect("vigie answers /metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        let gauge = |name: &str| -> u64 {
+            m.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let restored = (
+            gauge("vigie_restored_checkpoint"),
+            gauge("vigie_replayed_records"),
+        );
+        recovery = Some((
+            listening,
+            acked,
+            caught_up,
+            rss_bytes(vigie_run.pid()),
+            restored,
+        ));
     }
     vigie_run.kill();
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -734,9 +758,14 @@ async fn main() {
             Err(e) => format!("NO: {e}"),
         }
     );
-    if let Some((listening, acked, caught_up, rss)) = recovery {
+    if let Some((listening, acked, caught_up, rss, (label, replayed))) = recovery {
+        let from = if label > 0 {
+            format!("restored from the checkpoint of {label}, {replayed} records replayed")
+        } else {
+            format!("no checkpoint, the whole log replayed ({replayed} records)")
+        };
         println!(
-            "recovery with {expected} mentions of history: listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse after **{caught_up:.2} s**; RSS then {:.0} MiB",
+            "recovery with {expected} mentions of history ({from}): listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse after **{caught_up:.2} s**; RSS then {:.0} MiB",
             rss as f64 / 1048576.0
         );
     }
