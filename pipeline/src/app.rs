@@ -149,7 +149,9 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
         }
         Some(Arc::new(spec))
     } else {
-        for dir in [&frozen_dir, &mention_dir] {
+        // Checkpoints of an earlier run would not match the stores rebuilt now.
+        let old = settings.data_dir.join("checkpoints");
+        for dir in [&frozen_dir, &mention_dir, &old] {
             if dir.exists() {
                 std::fs::remove_dir_all(dir)
                     .with_context(|| format!("emptying {}", dir.display()))?;

@@ -329,7 +329,14 @@ async fn route(
     replay: Vec<LoggedEpoch>,
     committed: watch::Receiver<u64>,
 ) {
-    let mut last_time = 0u64;
+    // New epochs come after every logged one: those replayed, and those before the
+    // restored checkpoint (all below its label), even if the clock went back.
+    let mut last_time = cfg
+        .graph
+        .checkpoint
+        .as_ref()
+        .and_then(|c| c.restore)
+        .map_or(0, |l| l.saturating_sub(1));
     if !replay.is_empty() {
         let (epochs, records) = (
             replay.len(),

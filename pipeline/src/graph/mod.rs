@@ -137,9 +137,10 @@ pub fn upserted<'s>(
 ) -> VecCollection<'s, u64, (MentionKey, Arc<MentionBody>)> {
     let dir = spec.mention_dir.clone();
     let restore = spec.checkpoint.as_ref().and_then(|c| c.restore);
+    let checkpoints = spec.checkpoint.is_some();
     upsert::upserted(
         upserts,
-        move || upsert::MentionStore::open(dir.as_ref(), restore),
+        move || upsert::MentionStore::open(dir.as_ref(), checkpoints, restore),
         spec.gauges.clone(),
         spec.checkpoint.clone(),
     )

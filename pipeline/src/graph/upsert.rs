@@ -98,17 +98,20 @@ impl MentionStore {
         MentionStore::Memory(HashMap::new())
     }
 
-    /// A store under `dir`, emptied first (its content is rebuilt by the log's replay).
+    /// A store under `dir`, emptied first (its content is rebuilt by the log's replay),
+    /// without an undo log (no checkpoints).
     pub fn disk(dir: &Path) -> anyhow::Result<MentionStore> {
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
         }
-        Self::reopen(dir, 0)
+        Self::reopen(dir, None)
     }
 
-    /// The store under `dir`, rolled back to checkpoint `label` (every write at a time at or
-    /// above it undone). The live count is set by the checkpoint's restore.
-    pub fn reopen(dir: &Path, label: u64) -> anyhow::Result<MentionStore> {
+    /// The store under `dir`. With `Some(label)` it keeps an undo log for checkpoints and
+    /// is first rolled back to `label` (every write at a time at or above it undone; `0` on
+    /// an empty store: nothing to undo); its live count is then set by the checkpoint's
+    /// restore.
+    pub fn reopen(dir: &Path, label: Option<u64>) -> anyhow::Result<MentionStore> {
         std::fs::create_dir_all(dir)?;
         let db = fjall::Database::builder(dir)
             .cache_size(CACHE_BYTES)
@@ -141,9 +144,12 @@ impl MentionStore {
             flush_every: None,
             batches: 0,
         };
-        disk.roll_back(label)?;
+        if let Some(label) = label {
+            disk.roll_back(label)?;
+        }
         Ok(MentionStore::Disk(disk))
     }
+
     /// A disk store that writes its memtable out after every `n` batches (tests).
     pub fn disk_flushing(dir: &Path, n: u32) -> anyhow::Result<MentionStore> {
         let mut s = Self::disk(dir)?;
@@ -155,14 +161,21 @@ impl MentionStore {
 
     /// The store a stage uses: on disk under `dir` when given (rolled back to `restore`
     /// when restarting from a checkpoint, else emptied), else in memory.
-    pub fn open(dir: Option<&PathBuf>, restore: Option<u64>) -> MentionStore {
-        match (dir, restore) {
-            (Some(d), Some(label)) => MentionStore::reopen(d, label)
-                .unwrap_or_else(|e| panic!("cannot reopen {}: {e:#}", d.display())),
-            (Some(d), None) => MentionStore::disk(d)
-                .unwrap_or_else(|e| panic!("cannot prepare {}: {e:#}", d.display())),
-            (None, _) => MentionStore::memory(),
-        }
+    /// With `checkpoints`, it keeps an undo log.
+    pub fn open(dir: Option<&PathBuf>, checkpoints: bool, restore: Option<u64>) -> MentionStore {
+        let opened = match (dir, checkpoints, restore) {
+            (None, _, _) => return MentionStore::memory(),
+            (Some(d), true, Some(label)) => MentionStore::reopen(d, Some(label)),
+            (Some(d), true, None) => std::fs::remove_dir_all(d)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(anyhow::Error::from)
+                .and_then(|()| MentionStore::reopen(d, Some(0))),
+            (Some(d), false, _) => MentionStore::disk(d),
+        };
+        opened.unwrap_or_else(|e| panic!("cannot open the mention store {}: {e:#}", d_of(dir)))
     }
 
     /// The latest body of a mention.
@@ -201,7 +214,7 @@ impl MentionStore {
                 if changes.is_empty() {
                     return;
                 }
-                let undo = &d.undo.back().expect("an undo keyspace is open").1;
+                let undo = d.undo.back().map(|u| &u.1);
                 let mut batch = d.db.batch();
                 for (k, next, prev) in changes {
                     let key = key_bytes(&k);
@@ -209,11 +222,13 @@ impl MentionStore {
                     undo_key.extend_from_slice(&time.to_be_bytes());
                     undo_key.extend_from_slice(&key);
                     // Empty: the mention was not live (an encoded body is never empty).
-                    batch.insert(
-                        undo,
-                        undo_key,
-                        prev.as_deref().map(encode).unwrap_or_default(),
-                    );
+                    if let Some(undo) = undo {
+                        batch.insert(
+                            undo,
+                            undo_key,
+                            prev.as_deref().map(encode).unwrap_or_default(),
+                        );
+                    }
                     match next {
                         Some(b) => {
                             batch.insert(&d.bodies, key, encode(&b));
@@ -250,6 +265,10 @@ impl MentionStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn d_of(dir: Option<&PathBuf>) -> String {
+    dir.map_or_else(String::new, |d| d.display().to_string())
 }
 
 fn encode(b: &MentionBody) -> Vec<u8> {
