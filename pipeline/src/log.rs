@@ -43,21 +43,24 @@ impl MentionLog {
         }
     }
 
-    /// Whether compacting below `committed` is worth it now.
+    /// Whether compacting below `committed` is worth it now (or a background compaction
+    /// waits to be installed).
     pub fn compaction_due(&self, committed: u64) -> bool {
         match self {
-            MentionLog::Local(wal) => wal.compaction_due(committed),
+            MentionLog::Local(wal) => wal.compacting() || wal.compaction_due(committed),
             #[cfg(feature = "fluvio")]
             MentionLog::Fluvio(log) => log.compaction_due(committed),
         }
     }
 
-    /// Compacts what is below `committed`; returns the bytes freed.
+    /// Compacts what is below `committed` (the local log: starts a compaction in the
+    /// background, or installs a finished one); returns the bytes freed.
     pub async fn compact(&mut self, committed: u64) -> Result<u64, String> {
         match self {
-            MentionLog::Local(wal) => {
-                tokio::task::block_in_place(|| wal.compact(committed)).map_err(|e| e.to_string())
-            }
+            // On a thread of its own: appends and acknowledgements go on meanwhile.
+            MentionLog::Local(wal) => wal
+                .compact_in_background(committed)
+                .map_err(|e| e.to_string()),
             #[cfg(feature = "fluvio")]
             MentionLog::Fluvio(log) => log.compact(committed).await.map_err(|e| format!("{e:#}")),
         }

@@ -65,6 +65,8 @@ pub struct Wal {
     closed: Vec<Segment>,
     active: Option<(File, PathBuf, u64)>, // file, path, bytes
     last_time: u64,
+    /// A compaction running on its own thread.
+    compacting: Option<std::thread::JoinHandle<Result<Compacted, WalError>>>,
 }
 
 const HEADER: usize = 8;
@@ -190,6 +192,7 @@ impl Wal {
                 closed,
                 active: None,
                 last_time,
+                compacting: None,
             },
             epochs,
         ))
@@ -255,42 +258,123 @@ impl Wal {
     }
 
     /// Compaction of the closed segments whose epochs are all below `committed`
-    /// (everything below it is in ClickHouse): drops the records that changed nothing and
-    /// keeps every effective change at its time ([`compact_epochs`]), so replaying the
-    /// compacted log rebuilds the same state. The result replaces the first input by an atomic rename;
-    /// a crash before the other inputs are removed is harmless (see [`Wal::open`]).
-    /// Returns the bytes freed.
+    /// (everything below it is in ClickHouse), run here: drops the records that changed
+    /// nothing and keeps every effective change at its time ([`Compactor`]), so replaying
+    /// the compacted log rebuilds the same state. Returns the bytes freed.
     pub fn compact(&mut self, committed: u64) -> Result<u64, WalError> {
+        self.wait_compaction()?;
+        match self.compaction_job(committed) {
+            Some(job) => {
+                let done = job.run()?;
+                Ok(self.finish(done))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// The same compaction on a thread of its own, so appends (and acknowledgements) go on
+    /// meanwhile: starts one when none runs, and installs a finished one. Returns the
+    /// bytes a finished compaction freed (0 otherwise).
+    pub fn compact_in_background(&mut self, committed: u64) -> Result<u64, WalError> {
+        if let Some(job) = &self.compacting {
+            if !job.is_finished() {
+                return Ok(0);
+            }
+            return self.wait_compaction();
+        }
+        if let Some(job) = self.compaction_job(committed) {
+            let handle = std::thread::Builder::new()
+                .name("wal-compaction".into())
+                .spawn(move || job.run())
+                .map_err(io(&self.dir))?;
+            self.compacting = Some(handle);
+        }
+        Ok(0)
+    }
+
+    /// Whether a background compaction is running or waits to be installed.
+    pub fn compacting(&self) -> bool {
+        self.compacting.is_some()
+    }
+
+    /// Waits for a background compaction and installs it; returns the bytes it freed.
+    fn wait_compaction(&mut self) -> Result<u64, WalError> {
+        let Some(handle) = self.compacting.take() else {
+            return Ok(0);
+        };
+        let done = handle.join().map_err(|_| WalError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("the compaction thread panicked"),
+        })??;
+        Ok(self.finish(done))
+    }
+
+    fn compaction_job(&self, committed: u64) -> Option<CompactionJob> {
         let n = self
             .closed
             .iter()
             .take_while(|s| s.max_time < committed)
             .count();
-        if n < 2 {
-            return Ok(0);
-        }
-        let inputs: Vec<Segment> = self.closed[..n].to_vec();
+        (n >= 2).then(|| CompactionJob {
+            dir: self.dir.clone(),
+            inputs: self.closed[..n].to_vec(),
+        })
+    }
+
+    /// Installs a compaction's result in place of its inputs (always the first closed
+    /// segments: appends only add segments after them).
+    fn finish(&mut self, done: Compacted) -> u64 {
+        let n = done.inputs;
+        self.closed.splice(..n, std::iter::once(done.segment));
+        done.before.saturating_sub(self.closed[0].bytes)
+    }
+}
+
+/// A compaction's inputs (closed segments, oldest first).
+struct CompactionJob {
+    dir: PathBuf,
+    inputs: Vec<Segment>,
+}
+
+/// A finished compaction: how many inputs it replaced, by what, and their size.
+struct Compacted {
+    inputs: usize,
+    segment: Segment,
+    before: u64,
+}
+
+impl CompactionJob {
+    /// Streams the inputs record by record through a [`Compactor`] into a temporary file,
+    /// which then replaces the first input by an atomic rename (memory: the compactor's
+    /// fingerprints, not the log). A marker listing the other inputs is synced before the
+    /// rename: a crash before they are all removed is finished at the next open.
+    fn run(self) -> Result<Compacted, WalError> {
+        let inputs = self.inputs;
+        let n = inputs.len();
         let before: u64 = inputs.iter().map(|s| s.bytes).sum();
-        let mut epochs = Vec::new();
-        for seg in &inputs {
-            let (segment_epochs, good, total) = read_all(&seg.path)?;
-            if good < total {
-                return Err(WalError::Corrupted {
-                    path: seg.path.clone(),
-                    offset: good,
-                });
-            }
-            epochs.extend(segment_epochs);
-        }
         let target = inputs[0].path.clone();
         let tmp = target.with_extension("log.tmp");
         let mut written = 0u64;
         {
+            let mut compactor = Compactor::default();
             let mut f = std::io::BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-            for (time, upserts) in compact_epochs(epochs) {
-                let record = encode(time, &upserts)?;
-                f.write_all(&record).map_err(io(&tmp))?;
-                written += record.len() as u64;
+            for seg in &inputs {
+                let mut reader = Records::open(&seg.path)?;
+                while let Some((time, upserts)) = reader.next_epoch()? {
+                    let kept = compactor.epoch(upserts);
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    let record = encode(time, &kept)?;
+                    f.write_all(&record).map_err(io(&tmp))?;
+                    written += record.len() as u64;
+                }
+                if reader.offset < reader.total {
+                    return Err(WalError::Corrupted {
+                        path: seg.path.clone(),
+                        offset: reader.offset,
+                    });
+                }
             }
             let f = f.into_inner().map_err(|e| WalError::Io {
                 path: tmp.clone(),
@@ -298,8 +382,6 @@ impl Wal {
             })?;
             f.sync_all().map_err(io(&tmp))?;
         }
-        // The marker lists the inputs the result replaces: a crash after the rename and
-        // before they are all removed is finished at the next open.
         let marker = self.dir.join(COMPACTING);
         let names: Vec<String> = inputs[1..]
             .iter()
@@ -317,19 +399,21 @@ impl Wal {
         }
         std::fs::remove_file(&marker).map_err(io(&marker))?;
         sync_dir(&self.dir)?;
-        let compacted = Segment {
-            path: target,
-            max_time: inputs[n - 1].max_time,
-            bytes: written,
-        };
-        self.closed.splice(..n, std::iter::once(compacted));
         tracing::info!(
             segments = n,
             before,
             after = written,
             "compacted the write-ahead log"
         );
-        Ok(before.saturating_sub(written))
+        Ok(Compacted {
+            inputs: n,
+            segment: Segment {
+                path: target,
+                max_time: inputs[n - 1].max_time,
+                bytes: written,
+            },
+            before,
+        })
     }
 }
 
@@ -344,42 +428,53 @@ impl Wal {
 /// story that froze before it was replaced). The log therefore holds the effective history,
 /// without the at-least-once repeats that scrapers and retries add.
 pub fn compact_epochs(epochs: Vec<LoggedEpoch>) -> Vec<LoggedEpoch> {
-    // Each mention's current body, as the position of the record that set it.
-    let mut current: std::collections::HashMap<(uuid::Uuid, uuid::Uuid), (usize, usize)> =
-        std::collections::HashMap::new();
-    let mut keep: Vec<Vec<bool>> = Vec::with_capacity(epochs.len());
-    for (e, (_, upserts)) in epochs.iter().enumerate() {
-        let mut kept = Vec::with_capacity(upserts.len());
-        for (r, (key, body)) in upserts.iter().enumerate() {
-            let id = (key.org, key.id);
-            let now = current.get(&id).map(|&(ce, cr)| &epochs[ce].1[cr].1);
-            let changes = match (body, now) {
-                (None, None) => false,
-                (Some(b), Some(Some(c))) => b != c,
-                _ => true,
-            };
-            if changes {
-                match body {
-                    Some(_) => current.insert(id, (e, r)),
-                    None => current.remove(&id),
-                };
-            }
-            kept.push(changes);
-        }
-        keep.push(kept);
-    }
+    let mut compactor = Compactor::default();
     epochs
         .into_iter()
-        .zip(keep)
-        .filter_map(|((time, upserts), kept)| {
-            let upserts: Vec<_> = upserts
-                .into_iter()
-                .zip(kept)
-                .filter_map(|(u, k)| k.then_some(u))
-                .collect();
-            (!upserts.is_empty()).then_some((time, upserts))
+        .filter_map(|(time, upserts)| {
+            let kept = compactor.epoch(upserts);
+            (!kept.is_empty()).then_some((time, kept))
         })
         .collect()
+}
+
+/// The streaming form of [`compact_epochs`]: fed epochs in log order, keeps the records
+/// that change something. It remembers each live mention's body as a 128-bit fingerprint
+/// (SipHash of the body under two keys), not the body itself, so compacting 10 M mentions
+/// holds ~50 bytes per live mention instead of the log.
+#[derive(Debug, Default)]
+pub struct Compactor {
+    current: std::collections::HashMap<(uuid::Uuid, uuid::Uuid), u128>,
+}
+
+fn fingerprint(body: &MentionBody) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |k: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        k.hash(&mut h);
+        body.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+impl Compactor {
+    /// The upserts of the next epoch that change something.
+    pub fn epoch(
+        &mut self,
+        upserts: Vec<(MentionKey, Option<MentionBody>)>,
+    ) -> Vec<(MentionKey, Option<MentionBody>)> {
+        upserts
+            .into_iter()
+            .filter(|(key, body)| {
+                let id = (key.org, key.id);
+                match body {
+                    None => self.current.remove(&id).is_some(),
+                    Some(b) => self.current.insert(id, fingerprint(b)) != Some(fingerprint(b)),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Marker of a compaction between its rename and the removal of its other inputs.
@@ -414,45 +509,71 @@ fn finish_compaction(dir: &Path) -> Result<(), WalError> {
     sync_dir(dir)
 }
 
-/// Reads every intact record; returns them, the length of the intact prefix and the
-/// file's length. A bad record followed by good ones is [`WalError::Corrupted`].
-fn read_all(path: &Path) -> Result<(Vec<LoggedEpoch>, u64, u64), WalError> {
-    let file = File::open(path).map_err(io(path))?;
-    let total = file.metadata().map_err(io(path))?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut epochs = Vec::new();
-    let mut offset = 0u64;
-    loop {
+/// A segment read record by record.
+struct Records {
+    path: PathBuf,
+    reader: BufReader<File>,
+    /// End of the last good record.
+    offset: u64,
+    total: u64,
+}
+
+impl Records {
+    fn open(path: &Path) -> Result<Records, WalError> {
+        let file = File::open(path).map_err(io(path))?;
+        let total = file.metadata().map_err(io(path))?.len();
+        Ok(Records {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            offset: 0,
+            total,
+        })
+    }
+
+    /// The next intact epoch; `None` at the end or at a torn tail (then `offset < total`).
+    /// A bad record followed by more bytes is [`WalError::Corrupted`].
+    fn next_epoch(&mut self) -> Result<Option<LoggedEpoch>, WalError> {
+        let path = &self.path;
         let mut header = [0u8; HEADER];
-        match read_exact_or_eof(&mut r, &mut header).map_err(io(path))? {
-            0 => return Ok((epochs, offset, total)),
-            n if n < HEADER => return Ok((epochs, offset, total)), // torn header
+        match read_exact_or_eof(&mut self.reader, &mut header).map_err(io(path))? {
+            n if n < HEADER => return Ok(None), // end, or a torn header
             _ => {}
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if offset + HEADER as u64 + len > total {
-            return Ok((epochs, offset, total)); // torn payload
+        if self.offset + HEADER as u64 + len > self.total {
+            return Ok(None); // torn payload
         }
         let mut payload = vec![0u8; len as usize];
-        r.read_exact(&mut payload).map_err(io(path))?;
-        let end = offset + HEADER as u64 + len;
+        self.reader.read_exact(&mut payload).map_err(io(path))?;
+        let end = self.offset + HEADER as u64 + len;
         let decoded = (crc32fast::hash(&payload) == crc)
             .then(|| bincode::deserialize::<LoggedEpoch>(&payload).ok())
             .flatten();
         match decoded {
-            Some(epoch) => epochs.push(epoch),
-            // The last record may be torn; anything before the end is corruption.
-            None if end == total => return Ok((epochs, offset, total)),
-            None => {
-                return Err(WalError::Corrupted {
-                    path: path.to_path_buf(),
-                    offset,
-                })
+            Some(epoch) => {
+                self.offset = end;
+                Ok(Some(epoch))
             }
+            // The last record may be torn; anything before the end is corruption.
+            None if end == self.total => Ok(None),
+            None => Err(WalError::Corrupted {
+                path: path.clone(),
+                offset: self.offset,
+            }),
         }
-        offset = end;
     }
+}
+
+/// Reads every intact record; returns them, the length of the intact prefix and the
+/// file's length. A bad record followed by good ones is [`WalError::Corrupted`].
+fn read_all(path: &Path) -> Result<(Vec<LoggedEpoch>, u64, u64), WalError> {
+    let mut records = Records::open(path)?;
+    let mut epochs = Vec::new();
+    while let Some(epoch) = records.next_epoch()? {
+        epochs.push(epoch);
+    }
+    Ok((epochs, records.offset, records.total))
 }
 
 fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -722,6 +843,46 @@ mod tests {
         let (_, back) = Wal::open(&dir, 1).unwrap();
         assert_eq!(state(&back), state(&all));
         assert!(segment_path(&dir, 4).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_background_compaction_lets_appends_go_on_and_keeps_every_change() {
+        let dir = tmp();
+        let (mut wal, _) = Wal::open(&dir, 300).unwrap();
+        // Repeats of the same five bodies, then appends while the compaction runs.
+        for t in 1..=40u64 {
+            let ups: Vec<_> = (0..5u128)
+                .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
+                .collect();
+            wal.append(t, &ups).unwrap();
+        }
+        let before = wal.bytes();
+        wal.compact_in_background(41).unwrap();
+        assert!(wal.compacting(), "a compaction started");
+        let mut t = 41;
+        while wal.compacting() {
+            wal.append(t, &epoch(t as u128)).unwrap();
+            t += 1;
+            wal.compact_in_background(41).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(wal.bytes() < before + (t - 41) * 400, "space was freed");
+        drop(wal);
+        let (_, back) = Wal::open(&dir, 300).unwrap();
+        let mut all: Vec<LoggedEpoch> = (1..=40u64)
+            .map(|t| {
+                let ups: Vec<_> = (0..5u128)
+                    .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
+                    .collect();
+                (t, ups)
+            })
+            .collect();
+        all.extend((41..t).map(|t| (t, epoch(t as u128))));
+        assert_eq!(state(&back), state(&all));
+        // Only the epochs where a body changed are left of the first 40.
+        let kept: Vec<u64> = back.iter().map(|e| e.0).filter(|t| *t <= 40).collect();
+        assert_eq!(kept, vec![1, 10, 20, 30, 40]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
