@@ -1,0 +1,84 @@
+//! The mention store at scale: what upserting millions of mentions costs the whole process
+//! (the timely worker's reads and writes plus the store's background flushes and
+//! compactions), which the `stages` bench cannot show (its 100 k mentions fit in one
+//! memtable).
+//!
+//! `cargo build --release -p vigie-benches && target/release/store --mentions 3000000 [--memory] [--no-undo]`
+//!
+//! Each batch of 5,000 mentions reads every mention's previous body and writes the new
+//! one, as the upsert stage does at one dataflow time; the undo log (checkpoints on, as in
+//! `vigie run`) starts a new interval every 20 batches and keeps the last two.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use vigie_benches::harness::{arg_or, cpu_seconds, flag, rss_bytes};
+use vigie_pipeline::graph::upsert::{MentionStore, Write};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 5_000;
+
+fn main() {
+    let n: usize = arg_or("--mentions", 3_000_000);
+    let memory = flag("--memory");
+    let undo = !flag("--no-undo");
+    eprintln!("generating {n} mentions");
+    let corpus: Vec<_> = vigie_benches::live_mentions(n, 20)
+        .into_iter()
+        .map(|(k, b)| (k, Arc::new(b)))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("vigie-store-bench-{}", std::process::id()));
+    let mut store = if memory {
+        MentionStore::memory()
+    } else {
+        MentionStore::open(Some(&dir), undo, None)
+    };
+    let pid = std::process::id();
+    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    let mut time = 0u64;
+    for (i, chunk) in corpus.chunks(BATCH).enumerate() {
+        time += 1;
+        if undo && i % 20 == 0 {
+            store
+                .boundary(time, time.checked_sub(20))
+                .expect("boundary");
+        }
+        let mut seen = std::collections::HashSet::new();
+        let writes: Vec<Write> = chunk
+            .iter()
+            .filter(|(k, _)| seen.insert(*k))
+            .map(|(k, b)| (*k, Some(b.clone()), store.get(k)))
+            .collect();
+        store.apply(time, writes);
+        if (i + 1) % 200 == 0 {
+            let done = (i + 1) * BATCH;
+            eprintln!(
+                "{done} mentions: {:.0}/s, {:.2} CPU µs per mention, RSS {} MiB",
+                done as f64 / t0.elapsed().as_secs_f64(),
+                (cpu_seconds(pid) - cpu0) * 1e6 / done as f64,
+                rss_bytes(pid) >> 20
+            );
+        }
+    }
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid) - cpu0);
+    println!(
+        "| {n} | {} | {:.1} s | {:.0}/s | {:.2} | {:.2} | {} MiB | {} live |",
+        if memory {
+            "memory"
+        } else if undo {
+            "disk, undo log"
+        } else {
+            "disk"
+        },
+        wall,
+        n as f64 / wall,
+        cpu / wall,
+        cpu * 1e6 / n as f64,
+        rss_bytes(pid) >> 20,
+        store.len()
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
