@@ -11,7 +11,9 @@
 //! closed once it reaches `--wal-segment-bytes`. Closed segments whose epochs are all in
 //! ClickHouse are compacted: records that changed nothing (identical re-posts, deletions of
 //! absent mentions) are dropped and every effective change is kept at its time, which
-//! replays to the same state ([`compact_epochs`]).
+//! replays to the same state ([`compact_epochs`]). The compacted head's fingerprints are
+//! saved beside it (`compacted.prints`), so the next compaction copies the head as it is
+//! and decodes only the segments after it.
 //!
 //! A torn tail (a crash mid-append: short header, short payload or bad checksum in the
 //! last record of the last segment) is cut off. A bad record followed by good ones is
@@ -355,10 +357,22 @@ impl CompactionJob {
         let target = inputs[0].path.clone();
         let tmp = target.with_extension("log.tmp");
         let mut written = 0u64;
+        let prints = self.dir.join(PRINTS);
         {
-            let mut compactor = Compactor::default();
-            let mut f = std::io::BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-            for seg in &inputs {
+            let mut out = File::create(&tmp).map_err(io(&tmp))?;
+            // The head is the previous compaction's output: with its fingerprints saved
+            // beside it, it is copied as it is instead of decoded again.
+            let head = &inputs[0].path;
+            let (mut compactor, fresh) = match Compactor::load(&prints, content_id(head)?) {
+                Some(c) => {
+                    let mut src = File::open(head).map_err(io(head))?;
+                    written += std::io::copy(&mut src, &mut out).map_err(io(&tmp))?;
+                    (c, 1)
+                }
+                None => (Compactor::default(), 0),
+            };
+            let mut f = std::io::BufWriter::new(out);
+            for seg in &inputs[fresh..] {
                 let mut reader = Records::open(&seg.path)?;
                 while let Some((time, upserts)) = reader.next_epoch()? {
                     let kept = compactor.epoch(upserts);
@@ -381,6 +395,9 @@ impl CompactionJob {
                 source: e.into_error(),
             })?;
             f.sync_all().map_err(io(&tmp))?;
+            // Describes the output; until the output is renamed into place it matches no
+            // segment and is ignored.
+            compactor.save(&prints, content_id(&tmp)?)?;
         }
         let marker = self.dir.join(COMPACTING);
         let names: Vec<String> = inputs[1..]
@@ -483,6 +500,75 @@ impl Compactor {
                 }
             })
             .collect()
+    }
+}
+
+/// The fingerprints of the compacted head of the log ([`Compactor::save`]).
+const PRINTS: &str = "compacted.prints";
+const PRINTS_MAGIC: &[u8; 8] = b"VIGIEFP1";
+/// Bytes at the end of a segment that identify its content, with its length.
+const TAIL: u64 = 4096;
+
+/// What identifies a segment's content for its saved fingerprints: its length and a CRC
+/// of its last 4 KiB (a compaction's output ends with its last records, which no other
+/// file of the log has).
+fn content_id(path: &Path) -> Result<(u64, u32), WalError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).map_err(io(path))?;
+    let len = f.metadata().map_err(io(path))?.len();
+    let from = len.saturating_sub(TAIL);
+    f.seek(SeekFrom::Start(from)).map_err(io(path))?;
+    let mut tail = Vec::with_capacity((len - from) as usize);
+    f.read_to_end(&mut tail).map_err(io(path))?;
+    Ok((len, crc32fast::hash(&tail)))
+}
+
+impl Compactor {
+    /// Saves the fingerprints as those of the segment with content `id`: magic, length,
+    /// tail CRC, count, 24-byte entries, then a CRC of everything before it. Written to
+    /// a new file and renamed; not synced — a torn or stale file fails its checks and the
+    /// next compaction decodes the head instead.
+    fn save(&self, path: &Path, id: (u64, u32)) -> Result<(), WalError> {
+        let new = path.with_extension("prints.new");
+        let mut bytes = Vec::with_capacity(32 + 24 * self.current.len());
+        bytes.extend_from_slice(PRINTS_MAGIC);
+        bytes.extend_from_slice(&id.0.to_le_bytes());
+        bytes.extend_from_slice(&id.1.to_le_bytes());
+        bytes.extend_from_slice(&(self.current.len() as u64).to_le_bytes());
+        for (key, print) in &self.current {
+            bytes.extend_from_slice(&key.to_le_bytes());
+            bytes.extend_from_slice(&print.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(&new, &bytes).map_err(io(&new))?;
+        std::fs::rename(&new, path).map_err(io(path))
+    }
+
+    /// The fingerprints saved for the segment with content `id`, if they are intact and
+    /// were saved for it.
+    fn load(path: &Path, id: (u64, u32)) -> Option<Compactor> {
+        let bytes = std::fs::read(path).ok()?;
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        let u64_at = |i: usize| Some(u64::from_le_bytes(body.get(i..i + 8)?.try_into().ok()?));
+        let fits = crc32fast::hash(body).to_le_bytes() == crc
+            && body.get(..8)? == PRINTS_MAGIC
+            && u64_at(8)? == id.0
+            && u32::from_le_bytes(body.get(16..20)?.try_into().ok()?) == id.1;
+        let count = usize::try_from(u64_at(20)?).ok()?;
+        let entries = body.get(28..)?;
+        if !fits || entries.len() != count.checked_mul(24)? {
+            return None;
+        }
+        let current = entries
+            .chunks_exact(24)
+            .map(|e| {
+                let key = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+                let print = u128::from_le_bytes(e[8..].try_into().expect("16 bytes"));
+                (key, print)
+            })
+            .collect();
+        Some(Compactor { current })
     }
 }
 
@@ -636,6 +722,7 @@ mod tests {
         let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
             .collect();
         assert_eq!(logs.len(), 1, "{logs:?}");
         logs.remove(0)
@@ -893,5 +980,81 @@ mod tests {
         let kept: Vec<u64> = back.iter().map(|e| e.0).filter(|t| *t <= 40).collect();
         assert_eq!(kept, vec![1, 10, 20, 30, 40]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The log after a second compaction of `dir` (its first one done), which appends
+    /// re-posts of the head's bodies, a change and a new mention.
+    fn second_compaction(dir: &Path) -> Vec<LoggedEpoch> {
+        let (mut wal, _) = Wal::open(dir, 300).unwrap();
+        for t in 41..=60u64 {
+            let mut ups: Vec<_> = (0..5u128)
+                .map(|i| (key(i), Some(body(&format!("v4 of {i}")))))
+                .collect();
+            if t == 50 {
+                ups[0].1 = Some(body("changed"));
+                ups.push((key(9), Some(body("new"))));
+            }
+            wal.append(t, &ups).unwrap();
+        }
+        wal.append(61, &epoch(61)).unwrap(); // closes the segment of 60
+        wal.compact(61).unwrap();
+        drop(wal);
+        Wal::open(dir, 300).unwrap().1
+    }
+
+    #[test]
+    fn a_compaction_copies_the_head_and_reads_its_fingerprints_instead_of_decoding_it() {
+        let dir = tmp();
+        let (mut wal, _) = Wal::open(&dir, 300).unwrap();
+        for t in 1..=40u64 {
+            let ups: Vec<_> = (0..5u128)
+                .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
+                .collect();
+            wal.append(t, &ups).unwrap();
+        }
+        wal.compact(41).unwrap();
+        drop(wal);
+        assert!(
+            dir.join(PRINTS).exists(),
+            "the first compaction saved its fingerprints"
+        );
+        let copy = |name: &str| {
+            let to = dir.with_extension(name);
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+            to
+        };
+        let (without, emptied, torn) = (copy("without"), copy("emptied"), copy("torn"));
+        std::fs::remove_file(without.join(PRINTS)).unwrap();
+        // Valid for the head, but knowing no mention: the head's bodies look new.
+        let head = only_segment(&emptied);
+        Compactor::default()
+            .save(&emptied.join(PRINTS), content_id(&head).unwrap())
+            .unwrap();
+        let bytes = std::fs::read(torn.join(PRINTS)).unwrap();
+        std::fs::write(torn.join(PRINTS), &bytes[..bytes.len() - 10]).unwrap();
+
+        let with_prints = second_compaction(&dir);
+        let times = |log: &[LoggedEpoch]| log.iter().map(|e| e.0).collect::<Vec<_>>();
+        // The re-posts of the head's last bodies are dropped; the change, the new mention
+        // and the change back (51) kept, as decoding the head gives.
+        assert_eq!(times(&with_prints), vec![1, 10, 20, 30, 40, 50, 51, 61]);
+        assert_eq!(with_prints, second_compaction(&without));
+        assert_eq!(
+            with_prints,
+            second_compaction(&torn),
+            "a torn file is ignored"
+        );
+        // The saved fingerprints are what the compaction used.
+        assert_eq!(
+            times(&second_compaction(&emptied)),
+            vec![1, 10, 20, 30, 40, 41, 50, 51, 61]
+        );
+        for d in [dir, without, emptied, torn] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 }
