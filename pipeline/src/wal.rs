@@ -525,50 +525,68 @@ fn content_id(path: &Path) -> Result<(u64, u32), WalError> {
 
 impl Compactor {
     /// Saves the fingerprints as those of the segment with content `id`: magic, length,
-    /// tail CRC, count, 24-byte entries, then a CRC of everything before it. Written to
+    /// tail CRC, count, 24-byte entries, then a CRC of everything before it. Streamed to
     /// a new file and renamed; not synced — a torn or stale file fails its checks and the
     /// next compaction decodes the head instead.
     fn save(&self, path: &Path, id: (u64, u32)) -> Result<(), WalError> {
         let new = path.with_extension("prints.new");
-        let mut bytes = Vec::with_capacity(32 + 24 * self.current.len());
-        bytes.extend_from_slice(PRINTS_MAGIC);
-        bytes.extend_from_slice(&id.0.to_le_bytes());
-        bytes.extend_from_slice(&id.1.to_le_bytes());
-        bytes.extend_from_slice(&(self.current.len() as u64).to_le_bytes());
+        let mut f = std::io::BufWriter::new(File::create(&new).map_err(io(&new))?);
+        let mut crc = crc32fast::Hasher::new();
+        let mut put = |bytes: &[u8]| {
+            crc.update(bytes);
+            f.write_all(bytes)
+        };
+        put(PRINTS_MAGIC).map_err(io(&new))?;
+        put(&id.0.to_le_bytes()).map_err(io(&new))?;
+        put(&id.1.to_le_bytes()).map_err(io(&new))?;
+        put(&(self.current.len() as u64).to_le_bytes()).map_err(io(&new))?;
         for (key, print) in &self.current {
-            bytes.extend_from_slice(&key.to_le_bytes());
-            bytes.extend_from_slice(&print.to_le_bytes());
+            put(&key.to_le_bytes()).map_err(io(&new))?;
+            put(&print.to_le_bytes()).map_err(io(&new))?;
         }
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        std::fs::write(&new, &bytes).map_err(io(&new))?;
+        f.write_all(&crc.finalize().to_le_bytes())
+            .and_then(|()| f.flush())
+            .map_err(io(&new))?;
+        drop(f);
         std::fs::rename(&new, path).map_err(io(path))
     }
 
     /// The fingerprints saved for the segment with content `id`, if they are intact and
-    /// were saved for it.
+    /// were saved for it. Streamed into a map sized for them.
     fn load(path: &Path, id: (u64, u32)) -> Option<Compactor> {
-        let bytes = std::fs::read(path).ok()?;
-        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
-        let u64_at = |i: usize| Some(u64::from_le_bytes(body.get(i..i + 8)?.try_into().ok()?));
-        let fits = crc32fast::hash(body).to_le_bytes() == crc
-            && body.get(..8)? == PRINTS_MAGIC
-            && u64_at(8)? == id.0
-            && u32::from_le_bytes(body.get(16..20)?.try_into().ok()?) == id.1;
-        let count = usize::try_from(u64_at(20)?).ok()?;
-        let entries = body.get(28..)?;
-        if !fits || entries.len() != count.checked_mul(24)? {
+        let file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut crc = crc32fast::Hasher::new();
+        let mut take = |buf: &mut [u8]| -> Option<()> {
+            r.read_exact(buf).ok()?;
+            crc.update(buf);
+            Some(())
+        };
+        let mut head = [0u8; 28];
+        take(&mut head)?;
+        let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+        let count = u64_at(20);
+        let fits = &head[..8] == PRINTS_MAGIC
+            && u64_at(8) == id.0
+            && u32::from_le_bytes(head[16..20].try_into().expect("4 bytes")) == id.1
+            && count.checked_mul(24).and_then(|n| n.checked_add(32)) == Some(len);
+        if !fits {
             return None;
         }
-        let current = entries
-            .chunks_exact(24)
-            .map(|e| {
-                let key = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
-                let print = u128::from_le_bytes(e[8..].try_into().expect("16 bytes"));
-                (key, print)
-            })
-            .collect();
-        Some(Compactor { current })
+        let mut current = std::collections::HashMap::with_capacity(usize::try_from(count).ok()?);
+        let mut entry = [0u8; 24];
+        for _ in 0..count {
+            take(&mut entry)?;
+            let key = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
+            current.insert(
+                key,
+                u128::from_le_bytes(entry[8..].try_into().expect("16 bytes")),
+            );
+        }
+        let mut tail = [0u8; 4];
+        r.read_exact(&mut tail).ok()?;
+        (crc.finalize().to_le_bytes() == tail).then_some(Compactor { current })
     }
 }
 
@@ -942,16 +960,21 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Epoch `t` of a log that re-posts the same five mentions, whose bodies change every
+    /// 10 epochs.
+    fn repeats(t: u64) -> Vec<(MentionKey, Option<MentionBody>)> {
+        (0..5u128)
+            .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
+            .collect()
+    }
+
     #[test]
     fn a_background_compaction_lets_appends_go_on_and_keeps_every_change() {
         let dir = tmp();
         let (mut wal, _) = Wal::open(&dir, 300).unwrap();
         // Repeats of the same five bodies, then appends while the compaction runs.
         for t in 1..=40u64 {
-            let ups: Vec<_> = (0..5u128)
-                .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
-                .collect();
-            wal.append(t, &ups).unwrap();
+            wal.append(t, &repeats(t)).unwrap();
         }
         let before = wal.bytes();
         wal.compact_in_background(41).unwrap();
@@ -966,14 +989,7 @@ mod tests {
         assert!(wal.bytes() < before + (t - 41) * 400, "space was freed");
         drop(wal);
         let (_, back) = Wal::open(&dir, 300).unwrap();
-        let mut all: Vec<LoggedEpoch> = (1..=40u64)
-            .map(|t| {
-                let ups: Vec<_> = (0..5u128)
-                    .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
-                    .collect();
-                (t, ups)
-            })
-            .collect();
+        let mut all: Vec<LoggedEpoch> = (1..=40u64).map(|t| (t, repeats(t))).collect();
         all.extend((41..t).map(|t| (t, epoch(t as u128))));
         assert_eq!(state(&back), state(&all));
         // Only the epochs where a body changed are left of the first 40.
@@ -1007,10 +1023,7 @@ mod tests {
         let dir = tmp();
         let (mut wal, _) = Wal::open(&dir, 300).unwrap();
         for t in 1..=40u64 {
-            let ups: Vec<_> = (0..5u128)
-                .map(|i| (key(i), Some(body(&format!("v{} of {i}", t / 10)))))
-                .collect();
-            wal.append(t, &ups).unwrap();
+            wal.append(t, &repeats(t)).unwrap();
         }
         wal.compact(41).unwrap();
         drop(wal);
