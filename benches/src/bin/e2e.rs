@@ -17,7 +17,11 @@
 //!    trend rows are in ClickHouse; then the trends recomputed from scratch with SQL over
 //!    `mentions FINAL`, timed, and checked equal to vigie's (`verify::trends_match`).
 //! 4. **recovery** (`--recover`): vigie is killed (SIGKILL) and started again on the same
-//!    data dir; time until it listens, and until a mention posted then is in ClickHouse.
+//!    data dir; time until it listens, and until a mention posted then is in ClickHouse
+//!    (with everything acknowledged before: the committed epoch is a frontier). With
+//!    `--under-load N`, N more mentions are posted at the max rate first and the kill
+//!    comes as the last is acknowledged, while ClickHouse still lags. The stored count
+//!    is then checked: every acknowledged mention once.
 //! 5. **ceiling** (unless `--no-ceiling`): the phase-1 mentions, scored beforehand, inserted
 //!    as `mentions` rows (RowBinary, batches of 100,000, 2 concurrent inserts) into a table
 //!    of the same shape.
@@ -152,6 +156,51 @@ async fn wait_committed(http: &reqwest::Client, base: &str, epoch: u64, every: D
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Posts `corpus` over `connections` clients as fast as vigie acknowledges it (503s
+/// retried); returns the newest epoch acknowledged.
+async fn post_all(
+    http: &reqwest::Client,
+    base: &str,
+    keys: &[String],
+    corpus: Corpus,
+    connections: usize,
+) -> u64 {
+    let batches = Arc::new(corpus.batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let newest = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (batches, next, newest) = (batches.clone(), next.clone(), newest.clone());
+            let (http, base, keys) = (http.clone(), base.to_string(), keys.to_vec());
+            tokio::spawn(async move {
+                while let Some(b) = batches.get(next.fetch_add(1, Relaxed)) {
+                    loop {
+                        let r = http
+                            .post(format!("{base}/v1/mentions"))
+                            .bearer_auth(&keys[b.feed])
+                            .header("content-type", "application/x-ndjson")
+                            .body(b.body.clone())
+                            .send()
+                            .await
+                            .expect("posting");
+                        if r.status() == 202 {
+                            let v: Value = r.json().await.unwrap_or_default();
+                            newest.fetch_max(v["epoch"].as_u64().expect("an epoch"), Relaxed);
+                            break;
+                        }
+                        assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("a posting task");
+    }
+    newest.load(Relaxed)
 }
 
 async fn ch_query(http: &reqwest::Client, url: &str, sql: &str) -> String {
@@ -608,7 +657,25 @@ async fn main() {
         corrections(&http, &vigie_run, &keys, &corpus, &ch, &db, 20).await;
 
     let mut recovery = None;
+    let mut backlog = None;
     if flag("--recover") {
+        // With `--under-load N`: N more mentions posted at the max rate, and the kill
+        // the moment the last is acknowledged, while ClickHouse lags behind.
+        let burst: usize = arg_or("--under-load", 0);
+        if burst > 0 {
+            let b = generate(&mut gen, &feeds, burst, batch);
+            let newest = post_all(&http, &vigie_run.base, &keys, b, connections).await;
+            let metrics = http
+                .get(format!("{}/metrics", vigie_run.base))
+                .send()
+                .await
+                .expect("vigie answers /metrics")
+                .text()
+                .await
+                .unwrap_or_default();
+            let committed = committed_epoch(&metrics).unwrap_or(0);
+            backlog = Some((burst, newest.saturating_sub(committed)));
+        }
         vigie_run.kill();
         let t0 = Instant::now();
         vigie_run = Vigie::start(&vigie, &ch, &db, &data_dir, &extra);
@@ -649,6 +716,20 @@ async fn main() {
         let restored = (
             gauge("vigie_restored_checkpoint"),
             gauge("vigie_replayed_records"),
+        );
+        let stored: u64 = ch_query(
+            &http,
+            &ch,
+            &format!("SELECT count() FROM {db}.mentions FINAL"),
+        )
+        .await
+        .trim()
+        .parse()
+        .unwrap_or(0);
+        let want = expected + backlog.map_or(0, |b| b.0 as u64) + 1;
+        assert_eq!(
+            stored, want,
+            "after recovery, every acknowledged mention once"
         );
         recovery = Some((
             listening,
@@ -764,8 +845,11 @@ async fn main() {
         } else {
             format!("no checkpoint, the whole log replayed ({replayed} records)")
         };
+        let load = backlog.map_or(String::new(), |(n, ms)| {
+            format!(", killed right after the last of {n} more mentions posted at the max rate was acknowledged, ClickHouse {ms} ms behind")
+        });
         println!(
-            "recovery with {expected} mentions of history ({from}): listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse after **{caught_up:.2} s**; RSS then {:.0} MiB",
+            "recovery with {expected} mentions of history{load} ({from}): listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse (with everything acknowledged before the kill) after **{caught_up:.2} s**; RSS then {:.0} MiB; every acknowledged mention stored once",
             rss as f64 / 1048576.0
         );
     }
