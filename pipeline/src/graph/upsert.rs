@@ -125,12 +125,15 @@ impl MentionStore {
             // Synced at every checkpoint boundary; between them, vigie's own log has
             // everything and a restart rolls back to the last checkpoint.
             .manual_journal_persist(true)
-            // Flushes and compactions on one background thread. With two, fjall's first
-            // worker hands every compaction request back to the queue for the other and
-            // takes it again at once: while the other compacts, it spins (a tenth of
-            // vigie's CPU under load in a profile; `store` bench: 7.4–7.8 CPU µs per
-            // mention with two threads, 6.5 with one, 3 M mentions).
-            .worker_threads(1)
+            // Flushes and compactions on two background threads. Not one: fjall 3.1's only
+            // worker can block forever sending a flush request into its own full queue (the
+            // writers fill it with rotation requests under heavy writes; fjall PR #323) —
+            // a 1 M chaos run in Fluvio mode stopped progressing with one, probably so. With
+            // two, the first worker
+            // hands compaction requests back to the queue and spins while the other
+            // compacts (`store` bench: ~7.4–7.8 CPU µs per mention at 3 M against 6.5 with
+            // one thread); that is the price of not stalling.
+            .worker_threads(2)
             .open()?;
         // Filters stay in memory, whole, on every level (~10 bits per mention past the
         // first level): a new mention's lookup then never reads a block. Unpinned, deeper
