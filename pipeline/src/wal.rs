@@ -481,28 +481,6 @@ fn fingerprint(key: &MentionKey, body: &MentionBody) -> u128 {
     (u128::from(sip(1, &both)) << 64) | u128::from(sip(2, &both))
 }
 
-impl Compactor {
-    /// The upserts of the next epoch that change something.
-    pub fn epoch(
-        &mut self,
-        upserts: Vec<(MentionKey, Option<MentionBody>)>,
-    ) -> Vec<(MentionKey, Option<MentionBody>)> {
-        upserts
-            .into_iter()
-            .filter(|(key, body)| {
-                let id = sip(3, &(key.org, key.id));
-                match body {
-                    None => self.current.remove(&id).is_some(),
-                    Some(b) => {
-                        let print = fingerprint(key, b);
-                        self.current.insert(id, print) != Some(print)
-                    }
-                }
-            })
-            .collect()
-    }
-}
-
 /// The fingerprints of the compacted head of the log ([`Compactor::save`]).
 const PRINTS: &str = "compacted.prints";
 const PRINTS_MAGIC: &[u8; 8] = b"VIGIEFP1";
@@ -524,6 +502,26 @@ fn content_id(path: &Path) -> Result<(u64, u32), WalError> {
 }
 
 impl Compactor {
+    /// The upserts of the next epoch that change something.
+    pub fn epoch(
+        &mut self,
+        upserts: Vec<(MentionKey, Option<MentionBody>)>,
+    ) -> Vec<(MentionKey, Option<MentionBody>)> {
+        upserts
+            .into_iter()
+            .filter(|(key, body)| {
+                let id = sip(3, &(key.org, key.id));
+                match body {
+                    None => self.current.remove(&id).is_some(),
+                    Some(b) => {
+                        let print = fingerprint(key, b);
+                        self.current.insert(id, print) != Some(print)
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Saves the fingerprints as those of the segment with content `id`: magic, length,
     /// tail CRC, count, 24-byte entries, then a CRC of everything before it. Streamed to
     /// a new file and renamed; not synced — a torn or stale file fails its checks and the

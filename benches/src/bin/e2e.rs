@@ -140,18 +140,34 @@ fn committed_epoch(metrics: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// vigie's `/metrics` text.
+async fn metrics(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("vigie answers /metrics")
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// Mentions stored in ClickHouse (`mentions FINAL`).
+async fn stored_mentions(http: &reqwest::Client, ch: &str, db: &str) -> u64 {
+    ch_query(
+        http,
+        ch,
+        &format!("SELECT count() FROM {db}.mentions FINAL"),
+    )
+    .await
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
 /// Waits until every epoch up to `epoch` is in ClickHouse (polling `/metrics` every `every`).
 async fn wait_committed(http: &reqwest::Client, base: &str, epoch: u64, every: Duration) {
     loop {
-        let m = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("vigie answers /metrics")
-            .text()
-            .await
-            .unwrap_or_default();
-        if committed_epoch(&m).is_some_and(|c| c > epoch) {
+        if committed_epoch(&metrics(http, base).await).is_some_and(|c| c > epoch) {
             return;
         }
         tokio::time::sleep(every).await;
@@ -640,15 +656,7 @@ async fn main() {
         hooks.lock().unwrap().clear();
         phases.push(run.phase("half", &vigie_run, second, Some(half)).await);
     }
-    let stored: u64 = ch_query(
-        &http,
-        &ch,
-        &format!("SELECT count() FROM {db}.mentions FINAL"),
-    )
-    .await
-    .trim()
-    .parse()
-    .unwrap_or(0);
+    let stored = stored_mentions(&http, &ch, &db).await;
     let expected = phases.iter().map(|p| p.mentions as u64).sum::<u64>();
     assert_eq!(stored, expected, "mentions in ClickHouse");
 
@@ -665,15 +673,7 @@ async fn main() {
         if burst > 0 {
             let b = generate(&mut gen, &feeds, burst, batch);
             let newest = post_all(&http, &vigie_run.base, &keys, b, connections).await;
-            let metrics = http
-                .get(format!("{}/metrics", vigie_run.base))
-                .send()
-                .await
-                .expect("vigie answers /metrics")
-                .text()
-                .await
-                .unwrap_or_default();
-            let committed = committed_epoch(&metrics).unwrap_or(0);
+            let committed = committed_epoch(&metrics(&http, &vigie_run.base).await).unwrap_or(0);
             backlog = Some((burst, newest.saturating_sub(committed)));
         }
         vigie_run.kill();
@@ -699,14 +699,7 @@ async fn main() {
         let acked = t0.elapsed().as_secs_f64();
         wait_committed(&http, &vigie_run.base, epoch, Duration::from_millis(20)).await;
         let caught_up = t0.elapsed().as_secs_f64();
-        let m = http
-            .get(format!("{}/metrics", vigie_run.base))
-            .send()
-            .await
-            .expect("vigie answers /metrics")
-            .text()
-            .await
-            .unwrap_or_default();
+        let m = metrics(&http, &vigie_run.base).await;
         let gauge = |name: &str| -> u64 {
             m.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
@@ -717,15 +710,7 @@ async fn main() {
             gauge("vigie_restored_checkpoint"),
             gauge("vigie_replayed_records"),
         );
-        let stored: u64 = ch_query(
-            &http,
-            &ch,
-            &format!("SELECT count() FROM {db}.mentions FINAL"),
-        )
-        .await
-        .trim()
-        .parse()
-        .unwrap_or(0);
+        let stored = stored_mentions(&http, &ch, &db).await;
         let want = expected + backlog.map_or(0, |b| b.0 as u64) + 1;
         assert_eq!(
             stored, want,
