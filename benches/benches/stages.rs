@@ -156,10 +156,10 @@ fn virality_stage(c: VecCollection<'_, u64, Scored>) -> ProbeHandle<u64> {
 
 fn trends_stage(c: VecCollection<'_, u64, Scored>) -> ProbeHandle<u64> {
     let probe = ProbeHandle::new();
-    graph::trends::trends(c.clone(), None)
+    graph::trends::trends(c.clone(), Default::default())
         .inner
         .probe_with(&probe);
-    graph::trends::keyword_trends(c, None)
+    graph::trends::keyword_trends(c, Default::default())
         .inner
         .probe_with(&probe);
     probe

@@ -119,9 +119,10 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     // State directories: restored from the newest usable checkpoint, or emptied (each
     // worker also empties its own below them; a run with fewer workers than the last must
     // not leave the others' behind) for a replay of the whole log.
-    let (frozen_dir, mention_dir) = (
+    let (frozen_dir, mention_dir, trend_dir) = (
         settings.data_dir.join("frozen"),
         settings.data_dir.join("mentions"),
+        settings.data_dir.join("trends"),
     );
     let committed_file = settings.data_dir.join("committed");
     let checkpoint = if settings.checkpoint_secs > 0 {
@@ -133,14 +134,14 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             workers: settings.workers,
         };
         let fingerprint = format!(
-            "format 1\nworkers {}\nlateness {:?}\ninterval {}\nscoring {:?}\n",
+            "format 2\nworkers {}\nlateness {:?}\ninterval {}\nscoring {:?}\n",
             settings.workers, settings.lateness, spec.interval_ms, settings.scoring
         );
         let label = checkpoint::prepare(
             &mut spec,
             &fingerprint,
             &mention_dir,
-            &[&frozen_dir, &mention_dir],
+            &[&frozen_dir, &mention_dir, &trend_dir],
         )
         .context("preparing checkpoints")?;
         match label {
@@ -151,7 +152,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     } else {
         // Checkpoints of an earlier run would not match the stores rebuilt now.
         let old = settings.data_dir.join("checkpoints");
-        for dir in [&frozen_dir, &mention_dir, &old] {
+        for dir in [&frozen_dir, &mention_dir, &trend_dir, &old] {
             if dir.exists() {
                 std::fs::remove_dir_all(dir)
                     .with_context(|| format!("emptying {}", dir.display()))?;
@@ -171,6 +172,8 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             gauges: metrics.state.clone(),
             spill_dir: Some(frozen_dir),
             mention_dir: Some(mention_dir),
+            trend_dir: Some(trend_dir),
+            trend_horizon: crate::graph::cold::HORIZON,
             checkpoint,
         },
         ..RuntimeConfig::default()

@@ -262,7 +262,6 @@ impl Metrics {
         );
         let st = &self.state;
         for (name, help, v) in [
-            ("vigie_state_mentions", "Live mentions in the upsert stage's store (on disk; grows with mentions).", &st.mentions),
             ("vigie_state_mentions", "Live mentions in the upsert stage's store (on disk in `vigie run`; grows with mentions).", &st.mentions),
             ("vigie_state_live_members", "Mentions whose story velocity can still change.", &st.live_members),
             ("vigie_state_stories", "Stories with counts inside the event-time horizon.", &st.stories),
@@ -271,6 +270,8 @@ impl Metrics {
             ("vigie_state_window_buckets", "Minute and hour buckets of the window keys.", &st.window_buckets),
             ("vigie_state_counted_mentions", "Mentions counted in non-final windows.", &st.counted),
             ("vigie_state_firing_windows", "Non-final windows whose rule condition holds.", &st.firing),
+            ("vigie_state_trend_totals", "Trend totals in memory: recent buckets, and older ones read back from disk until the next sweep.", &st.trend_totals),
+            ("vigie_state_trend_groups_on_disk", "Trend groups (a day of hour buckets, or a day, week or month) whose totals are on disk.", &st.trend_groups_on_disk),
         ] {
             let _ = writeln!(
                 out,
@@ -278,6 +279,11 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP vigie_trend_revivals_total Trend groups read back from disk because an old bucket changed.\n# TYPE vigie_trend_revivals_total counter\nvigie_trend_revivals_total {}",
+            st.trend_revivals.load(Relaxed)
+        );
         self.sink.render(&mut out);
         if let Ok(extra) = self.extra.lock() {
             for f in extra.iter() {

@@ -202,6 +202,9 @@ fn run_worker(
         if let Some(dir) = &graph.mention_dir {
             graph.mention_dir = Some(dir.join(format!("worker-{index}")));
         }
+        if let Some(dir) = &graph.trend_dir {
+            graph.trend_dir = Some(dir.join(format!("worker-{index}")));
+        }
         let mut changes = build(upserts, graph);
         if let Some(tap) = tap {
             use timely::dataflow::operators::Inspect;

@@ -350,15 +350,26 @@ pub async fn run(
             || !deletions.is_empty();
         if must_flush {
             let started = Instant::now();
-            // Mention rows first, so a deletion never precedes the insert it removes.
-            report(mentions.flush().await);
-            if !deletions.is_empty() {
-                report(delete_mentions(&client, ch, &deletions, &metrics).await);
-                deletions.clear();
-            }
-            report(trends.flush().await);
-            report(keyword_trends.flush().await);
-            report(alerts.flush().await);
+            // The four tables are written concurrently: a flush takes as long as its
+            // slowest insert, not their sum (~100 ms each on 18.16 with the machine busy).
+            // Mention rows still go before the deletions, so a deletion never precedes the
+            // insert it removes.
+            let mention_writes = async {
+                report(mentions.flush().await);
+                if !deletions.is_empty() {
+                    report(delete_mentions(&client, ch, &deletions, &metrics).await);
+                    deletions.clear();
+                }
+            };
+            let (_, t, k, a) = tokio::join!(
+                mention_writes,
+                trends.flush(),
+                keyword_trends.flush(),
+                alerts.flush()
+            );
+            report(t);
+            report(k);
+            report(a);
             metrics.sink_batch_latency.observe(started.elapsed());
         }
         if mentions.is_empty()

@@ -3,24 +3,28 @@
 //!
 //! The workload grows stories (virality), bursts (windows, alerts), corrects and deletes
 //! older mentions, sends some late, and spans hours of event time so that frozen velocities
-//! are spilled to files and window keys warm up (a day of baseline) and fire. Two workers, both stores on disk, as in `vigie run`. The first run
-//! goes past the restored label, so the restart must roll the mention store back and
-//! delete spill files written after the label.
+//! are spilled to files, window keys warm up (a day of baseline) and fire, and trend totals
+//! move to disk (two hours after their group ends, here) and back when an old mention
+//! changes. Two workers, every store on disk, as in `vigie run`. The first run goes past
+//! the restored label, so the restart must roll the mention store back and delete spill
+//! and trend files written after the label.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use timely::dataflow::operators::capture::{Capture, Extract};
-use timely::dataflow::operators::Input;
-use timely::dataflow::InputHandle;
+use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 use vigie_pipeline::domain::Engagement;
 use vigie_pipeline::graph::checkpoint::{self, CheckpointSpec};
-use vigie_pipeline::graph::records::{Change, Firing, MentionBody, MentionKey};
-use vigie_pipeline::graph::{stages, GraphSpec, Upsert};
+use vigie_pipeline::graph::cold::ColdIndex;
+use vigie_pipeline::graph::records::{Change, Firing, MentionBody, MentionKey, Sums, TrendKey};
+use vigie_pipeline::graph::{stages, GraphSpec, StateGauges, Upsert};
 use vigie_pipeline::runtime::last_write_wins;
 
 type Epoch = (u64, Vec<(MentionKey, Option<MentionBody>)>);
@@ -104,9 +108,26 @@ fn workload(epochs: u64) -> Vec<Epoch> {
         .collect()
 }
 
-/// Runs the graph with two workers over `epochs`, with state under `dir`; returns every
-/// change at its time, and the windows stage's firings.
-fn run(epochs: &[Epoch], dir: &Path, checkpoint: Option<CheckpointSpec>) -> (Output, Firings) {
+/// Runs the graph with two workers over `epochs`, with state under `dir` (trend totals
+/// only with `trends_on_disk`, moved there two hours after their group ends); returns
+/// every change at its time, and the windows stage's firings.
+fn run(
+    epochs: &[Epoch],
+    dir: &Path,
+    checkpoint: Option<CheckpointSpec>,
+    trends_on_disk: bool,
+) -> (Output, Firings) {
+    run_with(epochs, dir, checkpoint, trends_on_disk, Arc::default())
+}
+
+/// [`run`], reporting to `gauges`.
+fn run_with(
+    epochs: &[Epoch],
+    dir: &Path,
+    checkpoint: Option<CheckpointSpec>,
+    trends_on_disk: bool,
+    gauges: Arc<StateGauges>,
+) -> (Output, Firings) {
     let (tx, rx) = std::sync::mpsc::channel();
     let tx = Arc::new(Mutex::new(tx));
     let (ftx, frx) = std::sync::mpsc::channel();
@@ -123,14 +144,18 @@ fn run(epochs: &[Epoch], dir: &Path, checkpoint: Option<CheckpointSpec>) -> (Out
         let spec = GraphSpec {
             spill_dir: Some(dir.join("frozen").join(format!("worker-{index}"))),
             mention_dir: Some(dir.join("mentions").join(format!("worker-{index}"))),
+            trend_dir: trends_on_disk.then(|| dir.join("trends").join(format!("worker-{index}"))),
+            trend_horizon: std::time::Duration::from_secs(2 * 3600),
+            gauges: gauges.clone(),
             checkpoint: checkpoint.clone(),
             lateness: std::time::Duration::from_secs(300),
             ..GraphSpec::default()
         };
+        let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let upserts = scope.input_from(&mut input);
             let s = stages(upserts, spec);
-            s.firings.inner.capture_into(ftx);
+            s.firings.inner.probe_with(&probe).capture_into(ftx);
             s.mentions
                 .map(Change::Mention)
                 .concat(s.trends.map(|(k, s)| Change::Trend(k, s)))
@@ -146,6 +171,20 @@ fn run(epochs: &[Epoch], dir: &Path, checkpoint: Option<CheckpointSpec>) -> (Out
                     input.send((*k, b.clone().map(Arc::new), *t));
                 }
             }
+            // Both workers finish every earlier time first, so that no operator sees its
+            // frontier jump over a boundary (it would then write only the newest label,
+            // which `vigie run` allows, and the labels this test expects would depend on
+            // thread scheduling).
+            while probe.less_than(t) {
+                worker.step();
+            }
+        }
+        // Every operator sees the frontier pass the last time (and writes its label)
+        // before the input closes: one with no record at that time would otherwise see
+        // the frontier go from below it straight to empty.
+        let end = epochs.last().map_or(0, |(t, _)| *t) + 1;
+        input.advance_to(end);
+        while probe.less_than(&end) {
             worker.step();
         }
     })
@@ -183,7 +222,7 @@ fn prepare(dir: &Path) -> (CheckpointSpec, Option<u64>) {
         &mut s,
         "fingerprint",
         &dir.join("mentions"),
-        &[&dir.join("frozen"), &dir.join("mentions")],
+        &[&dir.join("frozen"), &dir.join("mentions"), &dir.join("trends")],
     )
     .expect("prepare");
     (s, label)
@@ -210,7 +249,20 @@ fn temp_dir(name: &str) -> PathBuf {
 fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped() {
     let epochs = workload(600);
     let reference_dir = temp_dir("ckpt-ref");
-    let (reference, reference_firings) = run(&epochs, &reference_dir, None);
+    let gauges = Arc::new(StateGauges::default());
+    let (reference, reference_firings) =
+        run_with(&epochs, &reference_dir, None, true, gauges.clone());
+    // Totals of long-ended trend groups moved to disk, and changes to old mentions read
+    // them back.
+    let revivals = gauges.trend_revivals.load(Ordering::Relaxed);
+    assert!(revivals > 10, "trend groups read back from disk: {revivals}");
+    let memory_dir = temp_dir("ckpt-mem");
+    let (in_memory, _) = run(&epochs, &memory_dir, None, false);
+    std::fs::remove_dir_all(&memory_dir).ok();
+    assert!(
+        in_memory == reference,
+        "moving trend totals to disk and back changes nothing"
+    );
     assert!(
         !between(&reference_firings, 300, u64::MAX).is_empty(),
         "windows fire after the label"
@@ -227,7 +279,7 @@ fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped()
     // The first run stops after time 400 (a crash would stop anywhere: its state on disk
     // is then ahead of the checkpoint, as here).
     let first: Vec<Epoch> = epochs.iter().filter(|(t, _)| *t <= 400).cloned().collect();
-    let (out, firings) = run(&first, &dir, Some(first_spec));
+    let (out, firings) = run(&first, &dir, Some(first_spec), true);
     assert_eq!(
         out,
         between(&reference, 0, 400),
@@ -238,17 +290,30 @@ fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped()
         assert!(spec(&dir).complete(l), "label {l} complete");
     }
     let spilled_before: usize = walk(&dir.join("frozen"));
+    let trend_files_before = walk(&dir.join("trends"));
+    assert!(trend_files_before > 0, "trend totals moved to disk before the restart");
 
     // ClickHouse has every time below 330: the newest usable label is 300.
     std::fs::write(dir.join("committed"), "test 330\n").expect("progress");
     let (second_spec, label) = prepare(&dir);
     assert_eq!(label, Some(300));
     assert!(
-        walk(&dir.join("frozen")) == spilled_before,
+        walk(&dir.join("frozen")) == spilled_before
+            && walk(&dir.join("trends")) == trend_files_before,
         "prepare leaves the stores to the operators"
     );
+    // The label has trend totals on disk, which the restart must find again.
+    let on_disk: usize = (0..2)
+        .map(|w| {
+            let (_, index) = second_spec
+                .read::<(BTreeMap<TrendKey, Sums>, Option<ColdIndex>)>("trends", w)
+                .expect("restoring");
+            index.expect("trends on disk").groups.len()
+        })
+        .sum();
+    assert!(on_disk > 0, "trend groups on disk at the label");
     let tail: Vec<Epoch> = epochs.iter().filter(|(t, _)| *t >= 300).cloned().collect();
-    let (out, firings) = run(&tail, &dir, Some(second_spec));
+    let (out, firings) = run(&tail, &dir, Some(second_spec), true);
     assert_eq!(
         out,
         between(&reference, 300, u64::MAX),
@@ -262,11 +327,12 @@ fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped()
         &mut other,
         "another fingerprint",
         &dir.join("mentions"),
-        &[&dir.join("frozen"), &dir.join("mentions")],
+        &[&dir.join("frozen"), &dir.join("mentions"), &dir.join("trends")],
     )
     .expect("prepare");
     assert_eq!(label, None);
     assert!(!dir.join("mentions").exists());
+    assert!(!dir.join("trends").exists());
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&reference_dir).ok();
 }

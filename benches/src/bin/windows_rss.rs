@@ -113,6 +113,8 @@ fn main() {
         let whole = arg("--graph", 0) == 1;
         let mentions_dir = (whole && spill.is_some())
             .then(|| std::env::temp_dir().join(format!("vigie-rss-m-{}", std::process::id())));
+        let trend_dir = (whole && spill.is_some())
+            .then(|| std::env::temp_dir().join(format!("vigie-rss-t-{}", std::process::id())));
         let mut upserts: InputHandle<
             u64,
             timely::container::CapacityContainerBuilder<Vec<Upsert>>,
@@ -120,6 +122,7 @@ fn main() {
         if whole {
             let (late, raised, spill) = (late.clone(), raised.clone(), spill.clone());
             let (gauges, mentions_dir) = (gauges.clone(), mentions_dir.clone());
+            let trend_dir = trend_dir.clone();
             worker.dataflow::<u64, _, _>(|scope| {
                 use timely::dataflow::operators::Input;
                 let spec = GraphSpec {
@@ -128,6 +131,7 @@ fn main() {
                     gauges,
                     spill_dir: spill,
                     mention_dir: mentions_dir,
+                    trend_dir,
                     ..GraphSpec::default()
                 };
                 vigie_pipeline::graph::build(scope.input_from(&mut upserts), spec)
@@ -190,7 +194,7 @@ fn main() {
         let mut recent: Vec<Scored> = Vec::with_capacity(4096);
         let mut next_id = 0u128;
         let started = Instant::now();
-        println!("day  mentions  rss_mib  alerts    late  secs  members stories  frozen  win_keys buckets counted firing");
+        println!("day  mentions  rss_mib  alerts    late  secs  members stories  frozen  win_keys buckets counted firing  trends t_disk");
         for day in 0..days {
             let day_started = Instant::now();
             for i in 0..per_day {
@@ -275,7 +279,7 @@ fn main() {
             }
             let l = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
             println!(
-                "{:>3}  {:>8}  {:>7.1}  {:>6}  {:>6}  {:>4.1}  {:>7} {:>7} {:>7}  {:>8} {:>7} {:>7} {:>6}",
+                "{:>3}  {:>8}  {:>7.1}  {:>6}  {:>6}  {:>4.1}  {:>7} {:>7} {:>7}  {:>8} {:>7} {:>7} {:>6}  {:>6} {:>6}",
                 day + 1,
                 (day + 1) * per_day,
                 rss_mib(),
@@ -289,6 +293,8 @@ fn main() {
                 l(&g.window_buckets),
                 l(&g.counted),
                 l(&g.firing),
+                l(&g.trend_totals),
+                l(&g.trend_groups_on_disk),
             );
         }
         let secs = started.elapsed().as_secs_f64();
@@ -301,6 +307,15 @@ fn main() {
             println!(
                 "spilled velocities on disk: {:.1} MiB",
                 bytes as f64 / (1 << 20) as f64
+            );
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(dir) = &trend_dir {
+            println!(
+                "trend totals on disk: {:.1} MiB ({} groups, {} read back)",
+                walk(dir) as f64 / (1 << 20) as f64,
+                g.trend_groups_on_disk.load(Ordering::Relaxed),
+                g.trend_revivals.load(Ordering::Relaxed)
             );
             let _ = std::fs::remove_dir_all(dir);
         }

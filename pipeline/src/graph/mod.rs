@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod checkpoint;
+pub mod cold;
 pub mod emit;
 pub mod frozen;
 pub mod ordered;
@@ -60,6 +61,14 @@ pub struct StateGauges {
     pub counted: AtomicI64,
     /// Non-final windows whose condition holds.
     pub firing: AtomicI64,
+    /// Trend totals in memory (trends and keyword trends): the recent buckets, and older
+    /// groups read back from disk until the next sweep.
+    pub trend_totals: AtomicI64,
+    /// Trend groups (a day of hour buckets, or a day, week or month) whose totals are on
+    /// disk.
+    pub trend_groups_on_disk: AtomicI64,
+    /// Trend groups read back from disk since the start (a change to an old bucket).
+    pub trend_revivals: AtomicI64,
 }
 
 /// One operator's contribution to a gauge: adds the change since its last report.
@@ -97,6 +106,12 @@ pub struct GraphSpec {
     /// Where the upsert stage keeps every live mention's body (`None`: memory). The
     /// runtime gives each worker a directory of its own below it.
     pub mention_dir: Option<std::path::PathBuf>,
+    /// Where the trends stages move the totals of long-ended buckets (`None`: they stay
+    /// in memory). The runtime gives each worker a directory of its own below it.
+    pub trend_dir: Option<std::path::PathBuf>,
+    /// How long after a trend group's end (on the latest hour bucket seen) its totals move
+    /// to `trend_dir`.
+    pub trend_horizon: Duration,
     /// Checkpoints of every stage's state (`None`: none; state comes from the whole log).
     pub checkpoint: Option<Arc<checkpoint::CheckpointSpec>>,
 }
@@ -111,6 +126,8 @@ impl Default for GraphSpec {
             gauges: Arc::new(StateGauges::default()),
             spill_dir: None,
             mention_dir: None,
+            trend_dir: None,
+            trend_horizon: cold::HORIZON,
             checkpoint: None,
         }
     }
@@ -165,8 +182,14 @@ pub fn stages<'s>(upserts: Stream<'s, u64, Vec<Upsert>>, spec: GraphSpec) -> Sta
             checkpoint: spec.checkpoint.clone(),
         },
     );
-    let trends = trends::trends(scored.clone(), spec.checkpoint.clone());
-    let keyword_trends = trends::keyword_trends(scored.clone(), spec.checkpoint.clone());
+    let trend_spec = trends::TrendSpec {
+        dir: spec.trend_dir.clone(),
+        horizon_secs: spec.trend_horizon.as_secs() as i64,
+        gauges: spec.gauges.clone(),
+        checkpoint: spec.checkpoint.clone(),
+    };
+    let trends = trends::trends(scored.clone(), trend_spec.clone());
+    let keyword_trends = trends::keyword_trends(scored.clone(), trend_spec);
     let firings = windows::windows(
         scored.clone(),
         windows::WindowSpec {

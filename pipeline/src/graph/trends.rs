@@ -8,6 +8,8 @@
 //! trend row it counted in.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use differential_dataflow::difference::{IsZero, Semigroup};
@@ -19,8 +21,10 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use super::checkpoint::{frontier_time, CheckpointSpec, StageCheckpoint};
+use super::cold::{Bucketed, Cold, ColdIndex, Group};
 use super::ordered::{save_if_crossed, Checkpointed, TimeStash};
 use super::records::{KeywordTrendKey, Scored, Sums, TrendKey};
+use super::{GaugeShare, StateGauges};
 use crate::domain::Granularity;
 
 /// The trend keys a mention counts in, one per granularity.
@@ -34,38 +38,128 @@ pub fn trend_keys(m: &Scored) -> [TrendKey; 4] {
     })
 }
 
-/// Accumulated sums per key (ordered: keys' `Hash` covers only their organisation).
-struct Totals<K>(BTreeMap<K, Sums>);
+/// Accumulated sums per key: recent buckets in memory (ordered: keys' `Hash` covers only
+/// their organisation), ended ones on disk when the stage has a directory.
+struct Totals<K> {
+    hot: BTreeMap<K, Sums>,
+    cold: Option<Cold>,
+}
 
-impl<K: Serialize + DeserializeOwned + Ord> Checkpointed for Totals<K> {
-    fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
-        ckpt.write(label, &self.0);
+impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Totals<K> {
+    /// The total of `k`, reading its group back from disk first when it is there.
+    fn entry(&mut self, k: &K, time: u64, gauges: &StateGauges) -> &mut Sums {
+        if let Some(cold) = &mut self.cold {
+            cold.observe(k.granularity(), k.bucket());
+            if !self.hot.contains_key(k) && cold.is_cold(k.group()) {
+                self.hot.extend(cold.revive::<K>(k.group(), time));
+                gauges.trend_revivals.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.hot.entry(k.clone()).or_default()
     }
 
-    fn restore(&mut self, ckpt: &StageCheckpoint) {
-        if let Some(totals) = ckpt.restored() {
-            self.0 = totals;
+    /// Reports the totals in memory and the groups on disk.
+    fn report(&self, gauges: &StateGauges, shares: &mut [GaugeShare; 2]) {
+        shares[0].report(&gauges.trend_totals, self.hot.len() as i64);
+        let on_disk = self.cold.as_ref().map_or(0, Cold::groups);
+        shares[1].report(&gauges.trend_groups_on_disk, on_disk as i64);
+    }
+
+    /// Moves the groups that ended long enough ago to disk, once per new hour or
+    /// `always`.
+    fn sweep(&mut self, always: bool) {
+        let Some(cold) = &mut self.cold else {
+            return;
+        };
+        let Some(limit) = cold.due(always) else {
+            return;
+        };
+        let mut due: BTreeMap<Group, Vec<(&K, &Sums)>> = BTreeMap::new();
+        for (k, s) in &self.hot {
+            let group = k.group();
+            if group.end() <= limit {
+                due.entry(group).or_default().push((k, s));
+            }
+        }
+        let mut moved: Vec<K> = Vec::new();
+        for (group, entries) in due {
+            if cold.evict(group, &entries) {
+                moved.extend(entries.into_iter().map(|(k, _)| k.clone()));
+            }
+        }
+        for k in moved {
+            self.hot.remove(&k);
         }
     }
 }
 
+impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for Totals<K> {
+    fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
+        self.sweep(true);
+        ckpt.write(label, &(&self.hot, self.cold.as_ref().map(Cold::index)));
+        if let Some(cold) = &mut self.cold {
+            if let Some(usable) = ckpt.spec().latest_usable() {
+                cold.collect(usable);
+            }
+        }
+    }
+
+    fn restore(&mut self, ckpt: &StageCheckpoint) {
+        if let Some((hot, index)) = ckpt.restored::<(BTreeMap<K, Sums>, Option<ColdIndex>)>() {
+            self.hot = hot;
+            if let (Some(cold), Some(index)) = (&mut self.cold, index) {
+                cold.restore(index);
+            }
+        }
+    }
+}
+
+/// Where a trends stage keeps its totals and reports their size.
+#[derive(Debug, Clone, Default)]
+pub struct TrendSpec {
+    /// Directory under which the totals of long-ended buckets move to files, one
+    /// subdirectory per stage (`None`: every total stays in memory).
+    pub dir: Option<PathBuf>,
+    /// Seconds after its group's end (on the latest hour bucket seen) a total moves there.
+    pub horizon_secs: i64,
+    /// Gauges the stage reports to.
+    pub gauges: Arc<StateGauges>,
+    /// Checkpoints to write and restore from.
+    pub checkpoint: Option<Arc<CheckpointSpec>>,
+}
+
 /// Per key, the accumulated difference of `records`, as `(key, total)` with `+1`, whose
 /// previous total is retracted when it changes (`count_total`'s output). Each dataflow
-/// time is applied once the frontier has passed it, in time order.
+/// time is applied once the frontier has passed it, in time order. `stage` names the
+/// checkpoint part and the stage's directory under `spec.dir`.
 pub fn accumulate<'s, K>(
     records: VecCollection<'s, u64, K, Sums>,
     name: &str,
-    checkpoint: Option<(Arc<CheckpointSpec>, &'static str)>,
+    stage: &'static str,
+    spec: TrendSpec,
 ) -> VecCollection<'s, u64, (K, Sums)>
 where
-    K: ExchangeData + Ord + std::hash::Hash + Serialize + DeserializeOwned,
+    K: ExchangeData + Ord + std::hash::Hash + Serialize + DeserializeOwned + Bucketed,
 {
     let worker = records.inner.scope().index();
-    let mut ckpt = checkpoint.map(|(spec, stage)| StageCheckpoint::new(spec, stage, worker));
-    let mut totals = Totals(BTreeMap::new());
+    let mut ckpt = spec
+        .checkpoint
+        .map(|spec| StageCheckpoint::new(spec, stage, worker));
+    let restoring = ckpt.as_ref().is_some_and(|c| c.spec().restore.is_some());
+    let cold = spec.dir.map(|dir| {
+        let dir = dir.join(stage);
+        Cold::open(dir.clone(), spec.horizon_secs, restoring, ckpt.is_some())
+            .unwrap_or_else(|e| panic!("cannot prepare {}: {e}", dir.display()))
+    });
+    let mut totals = Totals {
+        hot: BTreeMap::new(),
+        cold,
+    };
     if let Some(c) = &ckpt {
         totals.restore(c);
     }
+    let gauges = spec.gauges;
+    let mut shares: [GaugeShare; 2] = Default::default();
     let mut stash: TimeStash<(K, Sums)> = TimeStash::default();
     let exchange = Exchange::new(|(k, _, _): &(K, u64, Sums)| k.hashed());
     records
@@ -89,17 +183,19 @@ where
                         if delta.is_zero() {
                             continue;
                         }
-                        let entry = totals.0.entry(k.clone()).or_default();
+                        let entry = totals.entry(&k, time, &gauges);
                         if !entry.is_zero() {
                             out.push(((k.clone(), *entry), time, -1));
                         }
                         entry.plus_equals(&delta);
                         if entry.is_zero() {
-                            totals.0.remove(&k);
+                            totals.hot.remove(&k);
                         } else {
                             out.push(((k, *entry), time, 1));
                         }
                     }
+                    totals.sweep(false);
+                    totals.report(&gauges, &mut shares);
                     if !out.is_empty() {
                         output.session(&cap).give_container(&mut out);
                     }
@@ -112,23 +208,42 @@ where
         .as_collection()
 }
 
-/// The trends stage: `(key, accumulated sums)`, updated incrementally.
+impl Bucketed for TrendKey {
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn bucket(&self) -> i64 {
+        self.bucket
+    }
+}
+
+impl Bucketed for KeywordTrendKey {
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn bucket(&self) -> i64 {
+        self.bucket
+    }
+}
+
+/// The trends stage: `(key, accumulated sums)`, updated incrementally. With a directory,
+/// the totals of long-ended buckets move to files under it (see [`super::cold`]).
 pub fn trends<'s>(
     scored: VecCollection<'s, u64, Scored>,
-    checkpoint: Option<Arc<CheckpointSpec>>,
+    spec: TrendSpec,
 ) -> VecCollection<'s, u64, (TrendKey, Sums)> {
     let records = scored.explode(|m| {
         let sums = m.sums();
         trend_keys(&m).map(|k| (k, sums))
     });
-    accumulate(records, "Trends", checkpoint.map(|c| (c, "trends")))
+    accumulate(records, "Trends", "trends", spec)
 }
 
 /// The keyword trends stage: per (org, granularity, bucket, keyword), the accumulated sums of
 /// the mentions that matched the keyword (a mention counts once per keyword it matched).
 pub fn keyword_trends<'s>(
     scored: VecCollection<'s, u64, Scored>,
-    checkpoint: Option<Arc<CheckpointSpec>>,
+    spec: TrendSpec,
 ) -> VecCollection<'s, u64, (KeywordTrendKey, Sums)> {
     let records = scored.filter(|m| !m.body.keywords.is_empty()).explode(|m| {
         let sums = m.sums();
@@ -152,9 +267,5 @@ pub fn keyword_trends<'s>(
         }
         out
     });
-    accumulate(
-        records,
-        "KeywordTrends",
-        checkpoint.map(|c| (c, "keyword-trends")),
-    )
+    accumulate(records, "KeywordTrends", "keyword-trends", spec)
 }
