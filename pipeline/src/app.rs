@@ -132,7 +132,14 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             restore: None,
             progress: Some((committed_file.clone(), sink::progress_target(&ch))),
             workers: settings.workers,
+            writer: Arc::default(),
         };
+        {
+            let w = spec.writer.clone();
+            if let Ok(mut extra) = metrics.extra.lock() {
+                extra.push(Arc::new(move || w.render_prometheus()));
+            }
+        }
         let fingerprint = format!(
             "format 2\nworkers {}\nlateness {:?}\ninterval {}\nscoring {:?}\n",
             settings.workers, settings.lateness, spec.interval_ms, settings.scoring

@@ -34,6 +34,9 @@ use crate::wal::{compact_epochs, LoggedEpoch};
 /// Largest payload of one Fluvio record; bigger epochs are split into parts.
 pub const MAX_PART_BYTES: usize = 512 << 10;
 
+/// Longest wait for the next record of a generation read up to a known offset.
+const READ_WAIT: Duration = Duration::from_secs(30);
+
 /// Retention of the topics (records leave by compaction, not by age).
 const RETENTION_SECS: u32 = 10 * 365 * 86_400;
 
@@ -61,6 +64,9 @@ pub struct FluvioLog {
     generation: u64,
     producer: TopicProducerPool,
     bytes: u64,
+    /// Offset of the last record of the generation known to this process (read at start,
+    /// or acknowledged since): a compaction must read at least up to it.
+    last_offset: i64,
     /// Bytes of the generation right after it was written (compaction is due once the log
     /// has grown well past it).
     base_bytes: u64,
@@ -146,16 +152,16 @@ impl FluvioLog {
             .filter_map(|t| t.name.strip_prefix(&prefix)?.parse().ok())
             .collect();
         generations.sort_unstable();
-        let mut chosen: Option<(u64, Vec<LoggedEpoch>, u64)> = None;
+        let mut chosen: Option<(u64, Generation)> = None;
         for &g in generations.iter().rev() {
-            let (epochs, sealed, bytes) = read_generation(&client, &topic(name, g)).await?;
-            if sealed {
-                chosen = Some((g, epochs, bytes));
+            let read = read_generation(&client, &topic(name, g), None).await?;
+            if read.sealed {
+                chosen = Some((g, read));
                 break;
             }
         }
         for &g in &generations {
-            if chosen.as_ref().is_none_or(|(c, _, _)| *c != g) {
+            if chosen.as_ref().is_none_or(|(c, _)| *c != g) {
                 tracing::info!(topic = %topic(name, g), "removing a Fluvio log generation that is not the current one");
                 admin
                     .delete::<TopicSpec>(topic(name, g))
@@ -163,14 +169,15 @@ impl FluvioLog {
                     .with_context(|| format!("deleting Fluvio topic {}", topic(name, g)))?;
             }
         }
-        let (generation, epochs, bytes) = match chosen {
-            Some(c) => c,
+        let (generation, epochs, bytes, last_offset) = match chosen {
+            Some((g, read)) => (g, read.epochs, read.bytes, read.last_offset),
             None => {
                 let g = generations.last().map_or(1, |g| g + 1);
                 create_topic(&client, endpoint, &topic(name, g)).await?;
                 let producer = producer(&client, &topic(name, g)).await?;
-                send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
-                (g, Vec::new(), 0)
+                let (_, last) =
+                    send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
+                (g, Vec::new(), 0, last)
             }
         };
         let producer = producer(&client, &topic(name, generation)).await?;
@@ -183,6 +190,7 @@ impl FluvioLog {
                 generation,
                 producer,
                 bytes,
+                last_offset,
                 base_bytes: bytes,
                 compacted_below: 0,
                 min_compaction_bytes: min_compaction_bytes.max(1),
@@ -198,7 +206,9 @@ impl FluvioLog {
         upserts: &[(MentionKey, Option<MentionBody>)],
     ) -> anyhow::Result<()> {
         let records = encode_parts(time, upserts)?;
-        self.bytes += send_all(&self.producer, records).await?;
+        let (bytes, last) = send_all(&self.producer, records).await?;
+        self.bytes += bytes;
+        self.last_offset = self.last_offset.max(last);
         Ok(())
     }
 
@@ -222,7 +232,12 @@ impl FluvioLog {
             return Ok(0);
         }
         let current = topic(&self.name, self.generation);
-        let (epochs, sealed, before) = read_generation(&self.client, &current).await?;
+        let Generation {
+            epochs,
+            sealed,
+            bytes: before,
+            ..
+        } = read_generation(&self.client, &current, Some(self.last_offset)).await?;
         if !sealed {
             bail!("Fluvio log {current} lost its seal");
         }
@@ -234,13 +249,14 @@ impl FluvioLog {
         let producer = producer(&self.client, &next_topic).await?;
         let mut written = 0u64;
         for (time, upserts) in compact_epochs(old).into_iter().chain(new) {
-            written += send_all(&producer, encode_parts(time, &upserts)?).await?;
+            written += send_all(&producer, encode_parts(time, &upserts)?).await?.0;
         }
-        send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
+        let (_, last) = send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
         // The next generation is complete: from here a restart picks it.
         self.producer = producer;
         self.generation = next;
         self.bytes = written;
+        self.last_offset = last;
         self.base_bytes = written;
         self.compacted_below = committed;
         self.admin
@@ -339,8 +355,12 @@ async fn producer(client: &Fluvio, topic: &str) -> anyhow::Result<TopicProducerP
         .with_context(|| format!("opening a producer on Fluvio topic {topic}"))
 }
 
-/// Sends records and waits for every acknowledgement; returns their bytes.
-async fn send_all(producer: &TopicProducerPool, records: Vec<Vec<u8>>) -> anyhow::Result<u64> {
+/// Sends records and waits for every acknowledgement; returns their bytes and the offset
+/// of the last one.
+async fn send_all(
+    producer: &TopicProducerPool,
+    records: Vec<Vec<u8>>,
+) -> anyhow::Result<(u64, i64)> {
     let bytes = records.iter().map(|r| r.len() as u64).sum();
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
@@ -352,25 +372,39 @@ async fn send_all(producer: &TopicProducerPool, records: Vec<Vec<u8>>) -> anyhow
         );
     }
     producer.flush().await.context("flushing to Fluvio")?;
+    let mut last = -1;
     for p in pending {
-        p.wait()
+        let acked = p
+            .wait()
             .await
             .context("waiting for Fluvio's acknowledgement")?;
+        last = last.max(acked.offset());
     }
-    Ok(bytes)
+    Ok((bytes, last))
 }
 
-/// Reads a generation from its start to its current end: its complete epochs in order,
-/// whether it is sealed, and the bytes of its records.
+/// What [`read_generation`] found: the complete epochs in order, whether the generation is
+/// sealed, the bytes of its records and the offset of the last one (`-1`: none).
+struct Generation {
+    epochs: Vec<LoggedEpoch>,
+    sealed: bool,
+    bytes: u64,
+    last_offset: i64,
+}
+
+/// Reads a generation from its start: to the offset `until` when given (the last record
+/// this process had acknowledged: everything up to it must be read, or the read fails),
+/// else to the end the partition reports when the read starts.
 async fn read_generation(
     client: &Fluvio,
     topic: &str,
-) -> anyhow::Result<(Vec<LoggedEpoch>, bool, u64)> {
+    until: Option<i64>,
+) -> anyhow::Result<Generation> {
     let config = ConsumerConfigExtBuilder::default()
         .topic(topic)
         .partition(0)
         .offset_start(Offset::beginning())
-        .disable_continuous(true)
+        .disable_continuous(until.is_none())
         .max_bytes(64 << 20)
         .isolation(Isolation::ReadCommitted)
         .build()
@@ -379,15 +413,37 @@ async fn read_generation(
         .consumer_with_config(config)
         .await
         .with_context(|| format!("reading Fluvio topic {topic}"))?;
+    let mut last_offset = -1i64;
     let mut epochs: Vec<LoggedEpoch> = Vec::new();
     // Parts of the epoch being assembled: (time, parts expected, upserts so far, parts seen).
     type Assembling = (u64, u32, Vec<(MentionKey, Option<MentionBody>)>, u32);
     let mut open: Option<Assembling> = None;
     let (mut sealed, mut bytes) = (false, 0u64);
     let mut incomplete = 0usize;
-    while let Some(record) = stream.next().await {
+    loop {
+        if until.is_some_and(|u| last_offset >= u) {
+            break;
+        }
+        let next = match until {
+            None => stream.next().await,
+            Some(u) => tokio::time::timeout(READ_WAIT, stream.next())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "reading Fluvio topic {topic}: stopped at offset {last_offset}, \
+                         records up to {u} were acknowledged"
+                    )
+                })?,
+        };
+        let Some(record) = next else {
+            if let Some(u) = until {
+                bail!("reading Fluvio topic {topic}: it ended at offset {last_offset}, records up to {u} were acknowledged");
+            }
+            break;
+        };
         let record = record.map_err(|e| anyhow::anyhow!("reading Fluvio topic {topic}: {e:?}"))?;
         let offset = record.offset();
+        last_offset = last_offset.max(offset);
         let value = record.value();
         bytes += value.len() as u64;
         let entry: Entry = bincode::deserialize(value).with_context(|| {
@@ -438,5 +494,10 @@ async fn read_generation(
             "epochs with missing parts were never acknowledged; not replayed"
         );
     }
-    Ok((epochs, sealed, bytes))
+    Ok(Generation {
+        epochs,
+        sealed,
+        bytes,
+        last_offset,
+    })
 }

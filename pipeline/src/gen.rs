@@ -338,7 +338,9 @@ mod tests {
             let (_, rb) = b.next(&feeds);
             assert_eq!(ra, rb);
             assert_eq!(fa, 0);
-            crate::ingest::validate::validate(i, &ra, Uuid::nil(), 1_790_000_000).unwrap();
+            let text = ra.to_string();
+            let record = serde_json::from_str(&text).unwrap();
+            crate::ingest::validate::validate(i, &record, Uuid::nil(), 1_790_000_000).unwrap();
         }
     }
 }

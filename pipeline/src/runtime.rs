@@ -131,6 +131,7 @@ impl Dataflow {
         }
         let receivers = Arc::new(receivers);
         let graph = cfg.graph.clone();
+        let graph_checkpoint = graph.checkpoint.clone();
         let tap = cfg.alert_tap.clone();
         let skip_below = cfg.skip_below;
         let worker_metrics = metrics.clone();
@@ -150,7 +151,12 @@ impl Dataflow {
                         &worker_metrics,
                     );
                 })?;
-                for r in guards.join() {
+                let results = guards.join();
+                // Parts of the last labels still queued land before shutdown completes.
+                if let Some(c) = &graph_checkpoint {
+                    c.writer.flush();
+                }
+                for r in results {
                     r?;
                 }
                 Ok(())

@@ -135,6 +135,7 @@ fn run_with(
     let epochs = Arc::new(epochs.to_vec());
     let dir = dir.to_path_buf();
     let checkpoint = checkpoint.map(Arc::new);
+    let writer = checkpoint.as_ref().map(|c| c.writer.clone());
     timely::execute(timely::Config::process(2), move |worker| {
         let index = worker.index();
         let tx = tx.lock().expect("lock").clone();
@@ -189,6 +190,9 @@ fn run_with(
         }
     })
     .expect("timely");
+    if let Some(w) = writer {
+        w.flush();
+    }
     let mut out = Output::new();
     for (_, data) in rx.extract() {
         for (change, t, d) in data {
@@ -213,6 +217,7 @@ fn spec(dir: &Path) -> CheckpointSpec {
         restore: None,
         progress: Some((dir.join("committed"), "test".into())),
         workers: 2,
+        writer: Arc::default(),
     }
 }
 

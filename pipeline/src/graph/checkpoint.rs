@@ -21,12 +21,17 @@
 //! **Files.** Written to a temporary name, synced, then renamed, so a crash mid-write
 //! leaves an incomplete label, never a torn file. A failed write only makes its label
 //! incomplete (logged). Older labels than the newest usable one are deleted by worker 0.
+//! An operator only encodes its state at the boundary; writing, syncing and renaming
+//! happen on a background thread ([`Writer`]), in the order the parts were queued, so the
+//! dataflow does not wait for the disk (a label is complete once its last part lands).
 //!
 //! The mention store is the one part too large to copy at every boundary: it keeps an undo
 //! log instead (see [`super::upsert`]) and rolls back to the label at restart.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,6 +46,92 @@ pub const STAGES: [&str; 6] = [
     "keyword-trends",
 ];
 
+/// A part's write, run by the writer thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that writes checkpoint parts, and what they cost.
+#[derive(Debug, Default)]
+pub struct Writer {
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Parts queued and not yet written.
+    pending: Arc<(Mutex<usize>, Condvar)>,
+    /// Microseconds operators spent at boundaries (encoding state, the mention store's
+    /// boundary work): what a checkpoint costs the dataflow.
+    pub stall_micros: AtomicU64,
+    /// Parts written.
+    pub parts: AtomicU64,
+    /// Microseconds the writer thread spent writing and syncing parts.
+    pub write_micros: AtomicU64,
+}
+
+impl Writer {
+    fn submit(self: &Arc<Self>, job: Job) {
+        *self.pending.0.lock().expect("checkpoint writer") += 1;
+        let mut queue = self.queue.lock().expect("checkpoint writer");
+        let tx = queue.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let pending = self.pending.clone();
+            let writer = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("checkpoint-writer".into())
+                .spawn(move || {
+                    for job in rx {
+                        let started = std::time::Instant::now();
+                        job();
+                        if let Some(w) = writer.upgrade() {
+                            w.write_micros
+                                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                            w.parts.fetch_add(1, Relaxed);
+                        }
+                        let (count, done) = &*pending;
+                        *count.lock().expect("checkpoint writer") -= 1;
+                        done.notify_all();
+                    }
+                })
+                .expect("spawning the checkpoint writer")
+        ;
+            tx
+        });
+        if let Err(mpsc::SendError(job)) = tx.send(job) {
+            // The thread is gone (it panicked): write on this thread.
+            *queue = None;
+            drop(queue);
+            job();
+            let (count, done) = &*self.pending;
+            *count.lock().expect("checkpoint writer") -= 1;
+            done.notify_all();
+        }
+    }
+
+    /// Waits until every queued part is written.
+    pub fn flush(&self) {
+        let (count, done) = &*self.pending;
+        let mut n = count.lock().expect("checkpoint writer");
+        while *n > 0 {
+            n = done.wait(n).expect("checkpoint writer");
+        }
+    }
+
+    /// Prometheus text of the counters.
+    pub fn render_prometheus(&self) -> String {
+        let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
+        format!(
+            "# HELP vigie_checkpoint_stall_seconds_total Time the dataflow's operators spent at checkpoint boundaries (encoding their state; the mention store's boundary).\n\
+             # TYPE vigie_checkpoint_stall_seconds_total counter\n\
+             vigie_checkpoint_stall_seconds_total {}\n\
+             # HELP vigie_checkpoint_write_seconds_total Time the checkpoint writer thread spent writing and syncing parts.\n\
+             # TYPE vigie_checkpoint_write_seconds_total counter\n\
+             vigie_checkpoint_write_seconds_total {}\n\
+             # HELP vigie_checkpoint_parts_total Checkpoint parts written (one per stateful operator, worker and label).\n\
+             # TYPE vigie_checkpoint_parts_total counter\n\
+             vigie_checkpoint_parts_total {}\n",
+            secs(&self.stall_micros),
+            secs(&self.write_micros),
+            self.parts.load(Relaxed)
+        )
+    }
+}
+
 /// Where checkpoints go and which one the graph starts from.
 #[derive(Debug, Clone)]
 pub struct CheckpointSpec {
@@ -54,6 +145,8 @@ pub struct CheckpointSpec {
     pub progress: Option<(PathBuf, String)>,
     /// Workers of the dataflow (a label is complete with every worker's part).
     pub workers: usize,
+    /// The thread that writes the parts (shared by every operator).
+    pub writer: Arc<Writer>,
 }
 
 impl CheckpointSpec {
@@ -73,32 +166,53 @@ impl CheckpointSpec {
             .map_or(0, |(path, target)| crate::sink::read_progress(path, target))
     }
 
-    /// Writes one operator's part of checkpoint `label`.
-    pub fn write<S: Serialize>(&self, label: u64, stage: &str, worker: usize, state: &S) {
+    /// Queues one operator's part of checkpoint `label` for the writer thread: `state` is
+    /// encoded now, and written after `before` (work that must be durable before the part
+    /// exists) succeeds.
+    pub fn write<S: Serialize>(
+        &self,
+        label: u64,
+        stage: &'static str,
+        worker: usize,
+        state: &S,
+        before: Option<Box<dyn FnOnce() -> anyhow::Result<()> + Send>>,
+    ) {
         let path = self.file(label, stage, worker);
-        let result = (|| -> anyhow::Result<()> {
-            std::fs::create_dir_all(self.label_dir(label))?;
-            let tmp = path.with_extension("tmp");
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            bincode::serialize_into(&mut f, state)?;
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_data()?;
-            drop(f);
-            std::fs::rename(&tmp, &path)?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                if worker == 0 && stage == STAGES[0] {
-                    self.prune();
-                }
+        let bytes = match bincode::serialize(state) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot encode a checkpoint part");
+                return;
             }
-            Err(e) => tracing::warn!(
-                path = %path.display(),
-                error = %e,
-                "cannot write a checkpoint; a restart uses an older one or replays the whole log"
-            ),
-        }
+        };
+        let spec = self.clone();
+        self.writer.submit(Box::new(move || {
+            let result = (|| -> anyhow::Result<()> {
+                if let Some(before) = before {
+                    before()?;
+                }
+                std::fs::create_dir_all(spec.label_dir(label))?;
+                let tmp = path.with_extension("tmp");
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_data()?;
+                drop(f);
+                std::fs::rename(&tmp, &path)?;
+                Ok(())
+            })();
+            match result {
+                Ok(()) => {
+                    if worker == 0 && stage == STAGES[0] {
+                        spec.prune();
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot write a checkpoint; a restart uses an older one or replays the whole log"
+                ),
+            }
+        }));
     }
 
     /// One operator's part of the checkpoint being restored (`None` when not restoring).
@@ -211,9 +325,21 @@ impl StageCheckpoint {
         self.boundaries.crossed(t)
     }
 
-    /// Writes this operator's part of `label`.
+    /// Queues this operator's part of `label` (see [`CheckpointSpec::write`]).
     pub fn write<S: Serialize>(&self, label: u64, state: &S) {
-        self.spec.write(label, self.stage, self.worker, state);
+        self.spec
+            .write(label, self.stage, self.worker, state, None);
+    }
+
+    /// Queues this operator's part of `label`, written once `before` succeeded.
+    pub fn write_after<S: Serialize>(
+        &self,
+        label: u64,
+        state: &S,
+        before: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+    ) {
+        self.spec
+            .write(label, self.stage, self.worker, state, Some(before));
     }
 
     /// The checkpoints' options.

@@ -18,6 +18,7 @@
 //! still use lists it (at once without checkpoints).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -95,9 +96,12 @@ pub struct Cold {
     dir: PathBuf,
     /// Seconds after its end a group moves to disk.
     horizon: i64,
-    /// Without checkpoints a superseded file is deleted at once.
+    /// Without checkpoints a superseded file is deleted at once, and files are never
+    /// synced (the directory is emptied at every start).
     checkpoints: bool,
     index: ColdIndex,
+    /// Files written since the last checkpoint, not yet synced.
+    unsynced: Vec<PathBuf>,
 }
 
 impl Cold {
@@ -118,6 +122,7 @@ impl Cold {
             horizon,
             checkpoints,
             index: ColdIndex::default(),
+            unsynced: Vec::new(),
         })
     }
 
@@ -176,8 +181,9 @@ impl Cold {
         })
     }
 
-    /// Writes a group's totals (sorted by key) to a new file. On failure the group stays
-    /// in memory (logged) and `false` is returned.
+    /// Writes a group's totals (sorted by key) to a new file, not synced (see
+    /// [`Cold::take_unsynced`]). On failure the group stays in memory (logged) and `false`
+    /// is returned.
     pub fn evict<K: Serialize>(&mut self, group: Group, entries: &[(&K, &Sums)]) -> bool {
         let generation = self.index.next_generation;
         let path = self.path(group, generation);
@@ -185,14 +191,16 @@ impl Cold {
             let tmp = path.with_extension("tmp");
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             bincode::serialize_into(&mut f, entries)?;
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_data()?;
+            f.flush()?;
             drop(f);
             std::fs::rename(&tmp, &path)?;
             Ok(())
         })();
         match written {
             Ok(()) => {
+                if self.checkpoints {
+                    self.unsynced.push(path);
+                }
                 self.index.next_generation += 1;
                 self.index.groups.insert(group, generation);
                 true
@@ -203,6 +211,12 @@ impl Cold {
                 false
             }
         }
+    }
+
+    /// The files written since the last call: a checkpoint that lists them must not
+    /// exist before they are synced, which [`sync`] does on the checkpoint writer's thread.
+    pub fn take_unsynced(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.unsynced)
     }
 
     /// Deletes the superseded files no restart can need: those superseded below `label`,
@@ -242,6 +256,18 @@ impl Cold {
         }
         self.index = index;
     }
+}
+
+/// Syncs files written by [`Cold::evict`]; one already superseded and deleted is skipped.
+pub fn sync(files: &[PathBuf]) -> std::io::Result<()> {
+    for path in files {
+        match std::fs::File::open(path) {
+            Ok(f) => f.sync_data()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn file_path(dir: &Path, group: Group, generation: u64) -> PathBuf {

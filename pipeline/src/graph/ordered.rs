@@ -12,6 +12,7 @@
 //! and every organisation's state lives on one worker.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use differential_dataflow::consolidation::consolidate;
@@ -130,7 +131,12 @@ where
 pub fn save_if_crossed<S: Checkpointed>(ckpt: &mut Option<StageCheckpoint>, state: &mut S, t: u64) {
     if let Some(c) = ckpt {
         if let Some(label) = c.crossed(t) {
+            let started = std::time::Instant::now();
             state.save(label, c);
+            c.spec()
+                .writer
+                .stall_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
     }
 }

@@ -21,7 +21,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use super::checkpoint::{frontier_time, CheckpointSpec, StageCheckpoint};
-use super::cold::{Bucketed, Cold, ColdIndex, Group};
+use super::cold::{sync, Bucketed, Cold, ColdIndex, Group};
 use super::ordered::{save_if_crossed, Checkpointed, TimeStash};
 use super::records::{KeywordTrendKey, Scored, Sums, TrendKey};
 use super::{GaugeShare, StateGauges};
@@ -96,7 +96,14 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Totals<K> {
 impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for Totals<K> {
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
         self.sweep(true);
-        ckpt.write(label, &(&self.hot, self.cold.as_ref().map(Cold::index)));
+        let files = self.cold.as_mut().map(Cold::take_unsynced);
+        let state = (&self.hot, self.cold.as_ref().map(Cold::index));
+        match files {
+            Some(files) if !files.is_empty() => {
+                ckpt.write_after(label, &state, Box::new(move || Ok(sync(&files)?)))
+            }
+            _ => ckpt.write(label, &state),
+        }
         if let Some(cold) = &mut self.cold {
             if let Some(usable) = ckpt.spec().latest_usable() {
                 cold.collect(usable);

@@ -368,11 +368,11 @@ impl Disk {
         Ok(())
     }
 
-    /// At boundary `label`: syncs the journal (everything below `label` is then on disk),
-    /// opens the undo keyspace of the next interval and drops those entirely below the
-    /// newest usable label `usable`.
+    /// At boundary `label`: opens the undo keyspace of the next interval and drops those
+    /// entirely below the newest usable label `usable`. The journal is synced by the
+    /// checkpoint writer before it writes this store's part (`CheckpointSpec::write`): the store
+    /// then holds everything below `label` (and maybe more, which the undo log covers).
     fn boundary(&mut self, label: u64, usable: Option<u64>) -> anyhow::Result<()> {
-        self.db.persist(fjall::PersistMode::SyncData)?;
         let ks = self.undo_keyspace(label)?;
         self.undo.push_back((label, ks));
         let Some(usable) = usable else {
@@ -405,7 +405,14 @@ impl Checkpointed for MentionStore {
             Self::Disk(d) => {
                 let usable = ckpt.spec().latest_usable();
                 match d.boundary(label, usable) {
-                    Ok(()) => ckpt.write(label, &d.live),
+                    Ok(()) => {
+                        let db = d.db.clone();
+                        ckpt.write_after(
+                            label,
+                            &d.live,
+                            Box::new(move || Ok(db.persist(fjall::PersistMode::SyncData)?)),
+                        )
+                    }
                     // The checkpoint stays incomplete; the store keeps its undo entries.
                     Err(e) => {
                         tracing::warn!(error = %e, label, "cannot checkpoint the mention store")

@@ -3,7 +3,8 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use serde_json::Value;
+
+use super::raw::{OneOrMany, RawRecord};
 
 /// Why a body could not be turned into records (each maps to one HTTP status).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,18 +82,15 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
 }
 
 /// One record of a body: parsed, or the reason its line was not JSON.
-pub type Record = Result<Value, String>;
+pub type Record<'a> = Result<RawRecord<'a>, String>;
 
 /// Splits a body into records. A body where nothing parses as JSON is [`BodyError::NotJson`].
-pub fn records(body: &Bytes, framing: Framing) -> Result<Vec<Record>, BodyError> {
+pub fn records(body: &Bytes, framing: Framing) -> Result<Vec<Record<'_>>, BodyError> {
     match framing {
         Framing::Json => {
-            let v: Value =
+            let OneOrMany(items) =
                 serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
-            Ok(match v {
-                Value::Array(items) => items.into_iter().map(Ok).collect(),
-                other => vec![Ok(other)],
-            })
+            Ok(items.into_iter().map(Ok).collect())
         }
         Framing::Ndjson => {
             let mut out = Vec::new();
@@ -102,7 +100,7 @@ pub fn records(body: &Bytes, framing: Framing) -> Result<Vec<Record>, BodyError>
                 if line.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                match serde_json::from_slice::<Value>(line) {
+                match serde_json::from_slice::<RawRecord>(line) {
                     Ok(v) => out.push(Ok(v)),
                     Err(e) => {
                         let msg = format!("line is not JSON: {e}");

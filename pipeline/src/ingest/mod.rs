@@ -7,6 +7,7 @@
 //! field and reason. Bad input yields a 4xx, never a 5xx.
 
 pub mod body;
+pub mod raw;
 pub mod registry;
 pub mod stream;
 pub mod validate;

@@ -1,13 +1,14 @@
 //! Field-by-field validation of one mention record. Every rejection names its field.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::Engagement;
 use crate::graph::records::MentionBody;
+
+use super::raw::{Field, RawMention, RawRecord};
 
 /// Longest accepted text, in characters.
 pub const MAX_TEXT_CHARS: usize = 20_000;
@@ -51,45 +52,61 @@ fn reject(index: usize, field: &str, reason: impl Into<String>) -> Rejection {
 }
 
 fn string_field<'a>(
-    obj: &'a Map<String, Value>,
+    value: &'a Option<Field<'_>>,
     index: usize,
     field: &str,
 ) -> Result<Option<&'a str>, Rejection> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
+    match value {
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => Ok(Some(s)),
         Some(_) => Err(reject(index, field, "must be a string")),
     }
 }
 
 fn required<'a>(
-    obj: &'a Map<String, Value>,
+    value: &'a Option<Field<'_>>,
     index: usize,
     field: &str,
 ) -> Result<&'a str, Rejection> {
-    string_field(obj, index, field)?.ok_or_else(|| reject(index, field, "is required"))
+    string_field(value, index, field)?.ok_or_else(|| reject(index, field, "is required"))
 }
 
-fn count_field(obj: &Map<String, Value>, index: usize, field: &str) -> Result<u64, Rejection> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .ok_or_else(|| reject(index, field, "must be a non-negative integer")),
+fn count_field(value: &Option<Field<'_>>, index: usize, field: &str) -> Result<u64, Rejection> {
+    match value {
+        None | Some(Field::Null) => Ok(0),
+        Some(Field::Count(n)) => Ok(*n),
         Some(_) => Err(reject(index, field, "must be a non-negative integer")),
     }
 }
 
 /// Validates one record for organisation `org` at wall-clock time `now` (seconds).
-pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Candidate, Rejection> {
-    let Value::Object(obj) = record else {
+pub fn validate(
+    index: usize,
+    record: &RawRecord<'_>,
+    org: Uuid,
+    now: i64,
+) -> Result<Candidate, Rejection> {
+    let RawRecord::Object(obj) = record else {
         return Err(reject(index, "(record)", "must be a JSON object"));
     };
-    let id = match string_field(obj, index, "id")? {
+    let RawMention {
+        id,
+        org_id,
+        source_id,
+        text,
+        author,
+        url,
+        created_at,
+        likes,
+        shares,
+        replies,
+        author_followers,
+    } = obj;
+    let id = match string_field(id, index, "id")? {
         None => None,
         Some(s) => Some(Uuid::parse_str(s).map_err(|_| reject(index, "id", "must be a UUID"))?),
     };
-    if let Some(v) = obj.get("org_id") {
+    if let Some(v) = org_id {
         let same = v.as_str().and_then(|s| Uuid::parse_str(s).ok()) == Some(org);
         if !same {
             return Err(reject(
@@ -99,11 +116,11 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
             ));
         }
     }
-    let source = required(obj, index, "source_id")?;
+    let source = required(source_id, index, "source_id")?;
     let source =
         Uuid::parse_str(source).map_err(|_| reject(index, "source_id", "must be a UUID"))?;
 
-    let text = required(obj, index, "text")?;
+    let text = required(text, index, "text")?;
     if text.trim().is_empty() {
         return Err(reject(index, "text", "must not be empty"));
     }
@@ -114,7 +131,7 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
             format!("must be at most {MAX_TEXT_CHARS} characters"),
         ));
     }
-    let author = required(obj, index, "author")?;
+    let author = required(author, index, "author")?;
     if author.trim().is_empty() {
         return Err(reject(index, "author", "must not be empty"));
     }
@@ -125,7 +142,7 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
             format!("must be at most {MAX_AUTHOR_CHARS} characters"),
         ));
     }
-    let url = required(obj, index, "url")?;
+    let url = required(url, index, "url")?;
     if url.len() > MAX_URL_BYTES {
         return Err(reject(
             index,
@@ -137,7 +154,7 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
         _ => return Err(reject(index, "url", "must be an absolute http(s) URL")),
     }
-    let created = required(obj, index, "created_at")?;
+    let created = required(created_at, index, "created_at")?;
     let created = OffsetDateTime::parse(created, &Rfc3339).map_err(|_| {
         reject(
             index,
@@ -163,10 +180,10 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
     let created_at_us = secs * 1_000_000 + i64::from(created.microsecond());
 
     let engagement = Engagement {
-        likes: count_field(obj, index, "likes")?,
-        shares: count_field(obj, index, "shares")?,
-        replies: count_field(obj, index, "replies")?,
-        author_followers: count_field(obj, index, "author_followers")?,
+        likes: count_field(likes, index, "likes")?,
+        shares: count_field(shares, index, "shares")?,
+        replies: count_field(replies, index, "replies")?,
+        author_followers: count_field(author_followers, index, "author_followers")?,
     };
     Ok(Candidate {
         id,
@@ -185,7 +202,7 @@ pub fn validate(index: usize, record: &Value, org: Uuid, now: i64) -> Result<Can
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const NOW: i64 = 1_796_000_000;
 
@@ -194,13 +211,19 @@ mod tests {
                "url": "https://x.com/a/1", "created_at": "2026-11-24T10:00:00.250Z", "likes": 3})
     }
 
+    fn check(index: usize, v: &Value) -> Result<Candidate, Rejection> {
+        let text = v.to_string();
+        let record: RawRecord = serde_json::from_str(&text).unwrap();
+        validate(index, &record, Uuid::nil(), NOW)
+    }
+
     fn field_of(v: Value) -> String {
-        validate(7, &v, Uuid::nil(), NOW).unwrap_err().field
+        check(7, &v).unwrap_err().field
     }
 
     #[test]
     fn a_good_record_passes_with_subsecond_time() {
-        let c = validate(0, &good(), Uuid::nil(), NOW).unwrap();
+        let c = check(0, &good()).unwrap();
         assert_eq!(c.body.created_at_us % 1_000_000, 250_000);
         assert_eq!(c.body.engagement.likes, 3);
         assert_eq!(c.id, None);
