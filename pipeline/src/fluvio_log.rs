@@ -320,8 +320,8 @@ async fn create_topic(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Re
         }
         tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
     }
-    // The SPU takes a moment to host a new partition.
-    for _ in 0..100 {
+    // The SPU takes a moment to host a new partition (longer when it is busy).
+    for _ in 0..600 {
         if admin
             .all::<fluvio::metadata::partition::PartitionSpec>()
             .await
@@ -443,7 +443,15 @@ async fn read_generation(
         };
         let record = record.map_err(|e| anyhow::anyhow!("reading Fluvio topic {topic}: {e:?}"))?;
         let offset = record.offset();
-        last_offset = last_offset.max(offset);
+        // Offsets of a partition are consecutive from its start: a gap or a repeat would
+        // mean records were not delivered, and replaying or compacting without them would
+        // lose acknowledged mentions.
+        if last_offset >= 0 && offset != last_offset + 1 {
+            bail!(
+                "reading Fluvio topic {topic}: offset {offset} came after {last_offset}; refusing to go on"
+            );
+        }
+        last_offset = offset;
         let value = record.value();
         bytes += value.len() as u64;
         let entry: Entry = bincode::deserialize(value).with_context(|| {

@@ -227,7 +227,11 @@ fn prepare(dir: &Path) -> (CheckpointSpec, Option<u64>) {
         &mut s,
         "fingerprint",
         &dir.join("mentions"),
-        &[&dir.join("frozen"), &dir.join("mentions"), &dir.join("trends")],
+        &[
+            &dir.join("frozen"),
+            &dir.join("mentions"),
+            &dir.join("trends"),
+        ],
     )
     .expect("prepare");
     (s, label)
@@ -260,7 +264,10 @@ fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped()
     // Totals of long-ended trend groups moved to disk, and changes to old mentions read
     // them back.
     let revivals = gauges.trend_revivals.load(Ordering::Relaxed);
-    assert!(revivals > 10, "trend groups read back from disk: {revivals}");
+    assert!(
+        revivals > 10,
+        "trend groups read back from disk: {revivals}"
+    );
     let memory_dir = temp_dir("ckpt-mem");
     let (in_memory, _) = run(&epochs, &memory_dir, None, false);
     std::fs::remove_dir_all(&memory_dir).ok();
@@ -296,7 +303,10 @@ fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped()
     }
     let spilled_before: usize = walk(&dir.join("frozen"));
     let trend_files_before = walk(&dir.join("trends"));
-    assert!(trend_files_before > 0, "trend totals moved to disk before the restart");
+    assert!(
+        trend_files_before > 0,
+        "trend totals moved to disk before the restart"
+    );
 
     // ClickHouse has every time below 330: the newest usable label is 300.
     std::fs::write(dir.join("committed"), "test 330\n").expect("progress");
@@ -332,7 +342,11 @@ fn a_restart_from_a_checkpoint_continues_exactly_like_a_run_that_never_stopped()
         &mut other,
         "another fingerprint",
         &dir.join("mentions"),
-        &[&dir.join("frozen"), &dir.join("mentions"), &dir.join("trends")],
+        &[
+            &dir.join("frozen"),
+            &dir.join("mentions"),
+            &dir.join("trends"),
+        ],
     )
     .expect("prepare");
     assert_eq!(label, None);

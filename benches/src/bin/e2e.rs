@@ -664,6 +664,21 @@ async fn main() {
     let (corrected, recompute, matched) =
         corrections(&http, &vigie_run, &keys, &corpus, &ch, &db, 20).await;
 
+    // What checkpoints cost the dataflow over the phases and corrections (before any kill).
+    let checkpoints = {
+        let m = metrics(&http, &vigie_run.base).await;
+        let value = |name: &str| -> f64 {
+            m.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("vigie_checkpoint_stall_seconds_total"),
+            value("vigie_checkpoint_write_seconds_total"),
+            value("vigie_checkpoint_parts_total"),
+        )
+    };
     let mut recovery = None;
     let mut backlog = None;
     if flag("--recover") {
@@ -824,6 +839,15 @@ async fn main() {
             Err(e) => format!("NO: {e}"),
         }
     );
+    let (stall, written, parts) = checkpoints;
+    if parts > 0.0 {
+        println!(
+            "checkpoints: {parts:.0} parts written; the dataflow's operators spent {:.0} ms at boundaries ({:.2} ms per part, encoding state), the writer thread {:.0} ms writing and syncing",
+            stall * 1e3,
+            stall * 1e3 / parts,
+            written * 1e3
+        );
+    }
     if let Some((listening, acked, caught_up, rss, (label, replayed))) = recovery {
         let from = if label > 0 {
             format!("restored from the checkpoint of {label}, {replayed} records replayed")

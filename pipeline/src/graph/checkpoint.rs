@@ -88,8 +88,7 @@ impl Writer {
                         done.notify_all();
                     }
                 })
-                .expect("spawning the checkpoint writer")
-        ;
+                .expect("spawning the checkpoint writer");
             tx
         });
         if let Err(mpsc::SendError(job)) = tx.send(job) {
@@ -327,8 +326,7 @@ impl StageCheckpoint {
 
     /// Queues this operator's part of `label` (see [`CheckpointSpec::write`]).
     pub fn write<S: Serialize>(&self, label: u64, state: &S) {
-        self.spec
-            .write(label, self.stage, self.worker, state, None);
+        self.spec.write(label, self.stage, self.worker, state, None);
     }
 
     /// Queues this operator's part of `label`, written once `before` succeeded.

@@ -332,7 +332,10 @@ mod tests {
 
         // A restore to a label whose file still exists deletes the later one.
         let mut again = Cold::open(dir.clone(), 3600, false, true).unwrap();
-        assert!(files(&dir).is_empty(), "a start without a checkpoint empties the store");
+        assert!(
+            files(&dir).is_empty(),
+            "a start without a checkpoint empties the store"
+        );
         assert!(again.evict(day, &[(&7u32, &total)]));
         let _: Vec<(u32, Sums)> = again.revive(day, 20);
         assert!(again.evict(day, &[(&8u32, &total)]));

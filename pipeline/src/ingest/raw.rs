@@ -61,6 +61,8 @@ pub struct RawMention<'a> {
 }
 
 /// One record: an object, or something that is not one.
+// Boxing the object would cost an allocation per record; the other variant is rare.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawRecord<'a> {
     /// A JSON object.
@@ -154,6 +156,7 @@ struct RecordVisitor {
 }
 
 /// What [`RecordVisitor`] produced.
+#[allow(clippy::large_enum_variant)]
 enum Visited<'a> {
     One(RawRecord<'a>),
     Many(Vec<RawRecord<'a>>),
@@ -213,10 +216,12 @@ impl<'de> Deserialize<'de> for RawRecord<'de> {
 
 impl<'de> Deserialize<'de> for OneOrMany<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(OneOrMany(match d.deserialize_any(RecordVisitor { many: true })? {
-            Visited::One(r) => vec![r],
-            Visited::Many(v) => v,
-        }))
+        Ok(OneOrMany(
+            match d.deserialize_any(RecordVisitor { many: true })? {
+                Visited::One(r) => vec![r],
+                Visited::Many(v) => v,
+            },
+        ))
     }
 }
 
@@ -256,7 +261,11 @@ mod tests {
         let RawRecord::Object(m) = &single.0[0] else {
             panic!("an object");
         };
-        assert_eq!(m.text, Some(Field::Str(Cow::Borrowed("b"))), "last value wins");
+        assert_eq!(
+            m.text,
+            Some(Field::Str(Cow::Borrowed("b"))),
+            "last value wins"
+        );
         let scalar: OneOrMany = serde_json::from_str("\"hi\"").unwrap();
         assert_eq!(scalar.0, vec![RawRecord::NotObject]);
         assert!(serde_json::from_str::<OneOrMany>("[{").is_err());
