@@ -133,11 +133,16 @@ impl Phase {
     }
 }
 
-fn committed_epoch(metrics: &str) -> Option<u64> {
+/// The value of an unlabelled metric in `/metrics` text.
+fn metric<T: std::str::FromStr>(metrics: &str, name: &str) -> Option<T> {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("vigie_committed_epoch "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
+}
+
+fn committed_epoch(metrics: &str) -> Option<u64> {
+    metric(metrics, "vigie_committed_epoch")
 }
 
 /// vigie's `/metrics` text.
@@ -667,12 +672,7 @@ async fn main() {
     // What checkpoints cost the dataflow over the phases and corrections (before any kill).
     let checkpoints = {
         let m = metrics(&http, &vigie_run.base).await;
-        let value = |name: &str| -> f64 {
-            m.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
+        let value = |name: &str| metric::<f64>(&m, name).unwrap_or(0.0);
         (
             value("vigie_checkpoint_stall_seconds_total"),
             value("vigie_checkpoint_write_seconds_total"),
@@ -715,12 +715,7 @@ async fn main() {
         wait_committed(&http, &vigie_run.base, epoch, Duration::from_millis(20)).await;
         let caught_up = t0.elapsed().as_secs_f64();
         let m = metrics(&http, &vigie_run.base).await;
-        let gauge = |name: &str| -> u64 {
-            m.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0)
-        };
+        let gauge = |name: &str| metric::<u64>(&m, name).unwrap_or(0);
         let restored = (
             gauge("vigie_restored_checkpoint"),
             gauge("vigie_replayed_records"),
