@@ -241,14 +241,23 @@ impl FluvioLog {
         if !sealed {
             bail!("Fluvio log {current} lost its seal");
         }
+        let records_before: usize = epochs.iter().map(|(_, u)| u.len()).sum();
         let (old, new): (Vec<LoggedEpoch>, Vec<LoggedEpoch>) =
             epochs.into_iter().partition(|(t, _)| *t < committed);
+        // Compaction drops only records that change nothing: the mentions live at the end
+        // of the compacted part must be the same ones, with the same bodies.
+        let live_before = live(&old);
+        let old = compact_epochs(old);
+        if live(&old) != live_before {
+            bail!("compacting Fluvio log {current} would change the live mentions; not compacting");
+        }
+        let records_after: usize = old.iter().chain(&new).map(|(_, u)| u.len()).sum();
         let next = self.generation + 1;
         let next_topic = topic(&self.name, next);
         create_topic(&self.client, &self.endpoint, &next_topic).await?;
         let producer = producer(&self.client, &next_topic).await?;
         let mut written = 0u64;
-        for (time, upserts) in compact_epochs(old).into_iter().chain(new) {
+        for (time, upserts) in old.into_iter().chain(new) {
             written += send_all(&producer, encode_parts(time, &upserts)?).await?.0;
         }
         let (_, last) = send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
@@ -263,7 +272,7 @@ impl FluvioLog {
             .delete::<TopicSpec>(current.clone())
             .await
             .with_context(|| format!("deleting Fluvio topic {current}"))?;
-        tracing::info!(topic = %next_topic, before, after = written, "compacted the Fluvio log");
+        tracing::info!(topic = %next_topic, before, after = written, records_before, records_after, "compacted the Fluvio log");
         Ok(before.saturating_sub(written))
     }
 
@@ -273,7 +282,58 @@ impl FluvioLog {
     }
 }
 
+/// Fingerprint of the live mentions after `epochs`: their number and an order-independent
+/// sum of hashes of (key, body).
+fn live(epochs: &[LoggedEpoch]) -> (usize, u64) {
+    use std::hash::{Hash, Hasher};
+    // Keyed by (organisation, id): `MentionKey`'s own hash is only its organisation's.
+    let mut last: std::collections::HashMap<(uuid::Uuid, uuid::Uuid), Option<&MentionBody>> =
+        std::collections::HashMap::new();
+    for (_, upserts) in epochs {
+        for (k, b) in upserts {
+            last.insert((k.org, k.id), b.as_ref());
+        }
+    }
+    let mut n = 0;
+    let mut sum = 0u64;
+    for (k, b) in last {
+        if let Some(b) = b {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (k, b).hash(&mut h);
+            sum = sum.wrapping_add(h.finish());
+            n += 1;
+        }
+    }
+    (n, sum)
+}
+
+/// Creates topic `name` (one partition) and waits until it is online. A topic that does
+/// not come online is deleted and created again, up to three times: this cluster's SC has
+/// left a creation made right after another topic's deletion without a partition
+/// ("applying attempt to update by stale value" in its log), and a new topic holds nothing
+/// yet.
 async fn create_topic(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Result<()> {
+    for round in 1..=3 {
+        if create_topic_once(client, endpoint, name).await? {
+            return Ok(());
+        }
+        tracing::warn!(
+            topic = name,
+            round,
+            "a new Fluvio topic did not come online; deleting it and creating it again"
+        );
+        let _ = client
+            .admin()
+            .await
+            .delete::<TopicSpec>(name.to_string())
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("Fluvio topic {name} did not come online")
+}
+
+/// One creation of topic `name`; whether it came online within 10 s.
+async fn create_topic_once(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Result<bool> {
     let mut spec = TopicSpec::new_computed(1, 1, None);
     spec.set_cleanup_policy(CleanupPolicy::Segment(SegmentBasedPolicy {
         time_in_seconds: RETENTION_SECS,
@@ -321,7 +381,7 @@ async fn create_topic(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
     }
     // The SPU takes a moment to host a new partition (longer when it is busy).
-    for _ in 0..600 {
+    for _ in 0..200 {
         if admin
             .all::<fluvio::metadata::partition::PartitionSpec>()
             .await
@@ -333,11 +393,11 @@ async fn create_topic(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Re
                 })
             })
         {
-            return Ok(());
+            return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("Fluvio topic {name} did not come online")
+    Ok(false)
 }
 
 async fn producer(client: &Fluvio, topic: &str) -> anyhow::Result<TopicProducerPool> {
@@ -400,59 +460,18 @@ async fn read_generation(
     topic: &str,
     until: Option<i64>,
 ) -> anyhow::Result<Generation> {
-    let config = ConsumerConfigExtBuilder::default()
-        .topic(topic)
-        .partition(0)
-        .offset_start(Offset::beginning())
-        .disable_continuous(until.is_none())
-        .max_bytes(64 << 20)
-        .isolation(Isolation::ReadCommitted)
-        .build()
-        .context("configuring the Fluvio consumer")?;
-    let mut stream = client
-        .consumer_with_config(config)
-        .await
-        .with_context(|| format!("reading Fluvio topic {topic}"))?;
-    let mut last_offset = -1i64;
+    let mut reader = Gapless::new(client, topic, until);
     let mut epochs: Vec<LoggedEpoch> = Vec::new();
-    // Parts of the epoch being assembled: (time, parts expected, upserts so far, parts seen).
-    type Assembling = (u64, u32, Vec<(MentionKey, Option<MentionBody>)>, u32);
-    let mut open: Option<Assembling> = None;
+    // Epochs being assembled, by time: their parts by index, as they come. The producer
+    // re-sends a request whose answer it lost, so a part can come twice, or after a later
+    // part of its epoch; every part of an acknowledged epoch still comes before any part of
+    // the next epoch (the next one is sent only once all of it is acknowledged).
+    type Parts = Vec<Option<Vec<(MentionKey, Option<MentionBody>)>>>;
+    let mut open: std::collections::BTreeMap<u64, Parts> = std::collections::BTreeMap::new();
     let (mut sealed, mut bytes) = (false, 0u64);
-    let mut incomplete = 0usize;
-    loop {
-        if until.is_some_and(|u| last_offset >= u) {
-            break;
-        }
-        let next = match until {
-            None => stream.next().await,
-            Some(u) => tokio::time::timeout(READ_WAIT, stream.next())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "reading Fluvio topic {topic}: stopped at offset {last_offset}, \
-                         records up to {u} were acknowledged"
-                    )
-                })?,
-        };
-        let Some(record) = next else {
-            if let Some(u) = until {
-                bail!("reading Fluvio topic {topic}: it ended at offset {last_offset}, records up to {u} were acknowledged");
-            }
-            break;
-        };
-        let record = record.map_err(|e| anyhow::anyhow!("reading Fluvio topic {topic}: {e:?}"))?;
-        let offset = record.offset();
-        // Offsets of a partition are consecutive from its start: a gap or a repeat would
-        // mean records were not delivered, and replaying or compacting without them would
-        // lose acknowledged mentions.
-        if last_offset >= 0 && offset != last_offset + 1 {
-            bail!(
-                "reading Fluvio topic {topic}: offset {offset} came after {last_offset}; refusing to go on"
-            );
-        }
-        last_offset = offset;
-        let value = record.value();
+    let (mut incomplete, mut repeated) = (Vec::new(), 0usize);
+    while let Some((offset, value)) = reader.next().await? {
+        let value = &value[..];
         bytes += value.len() as u64;
         let entry: Entry = bincode::deserialize(value).with_context(|| {
             format!(
@@ -467,45 +486,187 @@ async fn read_generation(
                 parts,
                 upserts,
             } => {
-                if part == 0 {
-                    if open.take().is_some() {
-                        incomplete += 1;
-                    }
-                    open = Some((time, parts, upserts, 1));
-                } else if let Some((_, _, ups, seen)) =
-                    open.as_mut().filter(|o| o.0 == time && o.3 == part)
-                {
-                    ups.extend(upserts);
-                    *seen += 1;
-                } else {
-                    open = None;
-                    incomplete += 1;
+                if part >= parts {
+                    bail!("Fluvio topic {topic}: part {part} of {parts} at offset {offset}");
+                }
+                // A part of an epoch already complete: a repeat.
+                if epochs.last().is_some_and(|(t, _)| *t >= time) {
+                    repeated += 1;
                     continue;
                 }
-                if open.as_ref().is_some_and(|o| o.3 == o.1) {
-                    let (time, _, upserts, _) = open.take().unwrap_or_else(|| unreachable!());
-                    if epochs.last().is_some_and(|(t, _)| *t >= time) {
-                        bail!("Fluvio topic {topic}: epoch {time} out of order at offset {offset}");
+                let slots = open
+                    .entry(time)
+                    .or_insert_with(|| vec![None; parts as usize]);
+                match slots.get_mut(part as usize) {
+                    Some(slot @ None) => *slot = Some(upserts),
+                    _ => {
+                        repeated += 1;
+                        continue;
                     }
-                    epochs.push((time, upserts));
+                }
+                if slots.iter().all(Option::is_some) {
+                    let slots = open.remove(&time).unwrap_or_default();
+                    // Earlier epochs still missing parts will not get them: their writer
+                    // died before they were acknowledged.
+                    let earlier: Vec<u64> = open.range(..time).map(|(t, _)| *t).collect();
+                    for t in earlier {
+                        open.remove(&t);
+                        incomplete.push(t);
+                    }
+                    epochs.push((time, slots.into_iter().flatten().flatten().collect()));
                 }
             }
         }
     }
-    if open.is_some() {
-        incomplete += 1;
-    }
-    if incomplete > 0 {
+    incomplete.extend(open.keys().copied());
+    if !incomplete.is_empty() || repeated > 0 {
         tracing::warn!(
             topic,
-            incomplete,
-            "epochs with missing parts were never acknowledged; not replayed"
+            incomplete = incomplete.len(),
+            first_incomplete = incomplete.first().copied(),
+            repeated,
+            "epochs with missing parts were never acknowledged (not replayed); repeated parts were skipped"
         );
     }
     Ok(Generation {
         epochs,
         sealed,
         bytes,
-        last_offset,
+        last_offset: reader.next_offset - 1,
     })
+}
+
+/// Reads a partition's records in offset order from its start, every offset once. Fluvio's
+/// consumer stream has been seen to skip a record under load (chaos run of 2026-12-06: the
+/// offset after 171 was 173), and a compaction that copied such a read dropped
+/// acknowledged mentions; so a gap reopens the stream at the missing offset, and only a
+/// gap that stays is an error.
+struct Gapless<'a> {
+    client: &'a Fluvio,
+    topic: &'a str,
+    /// Read up to this offset, waiting for it (else: to the end reported when a stream
+    /// opens).
+    until: Option<i64>,
+    stream: Option<futures_util::stream::BoxStream<'static, Result<(i64, Vec<u8>), String>>>,
+    /// The next offset expected (`-1`: the partition's start, not known yet).
+    next_offset: i64,
+    /// Reopenings in a row without progress.
+    stuck: u32,
+}
+
+impl<'a> Gapless<'a> {
+    fn new(client: &'a Fluvio, topic: &'a str, until: Option<i64>) -> Self {
+        Gapless {
+            client,
+            topic,
+            until,
+            stream: None,
+            next_offset: -1,
+            stuck: 0,
+        }
+    }
+
+    async fn open(&mut self) -> anyhow::Result<()> {
+        let start = if self.next_offset < 0 {
+            Offset::beginning()
+        } else {
+            Offset::absolute(self.next_offset)
+                .map_err(|e| anyhow::anyhow!("offset {}: {e:?}", self.next_offset))?
+        };
+        let config = ConsumerConfigExtBuilder::default()
+            .topic(self.topic)
+            .partition(0)
+            .offset_start(start)
+            .disable_continuous(self.until.is_none())
+            .max_bytes(64 << 20)
+            .isolation(Isolation::ReadCommitted)
+            .build()
+            .context("configuring the Fluvio consumer")?;
+        let stream = self
+            .client
+            .consumer_with_config(config)
+            .await
+            .with_context(|| format!("reading Fluvio topic {}", self.topic))?;
+        self.stream = Some(
+            stream
+                .map(|r| {
+                    r.map(|rec| (rec.offset(), rec.value().to_vec()))
+                        .map_err(|e| format!("{e:?}"))
+                })
+                .boxed(),
+        );
+        Ok(())
+    }
+
+    /// Reopens at the next offset after a gap or a stall; fails after a few in a row.
+    async fn reopen(&mut self, why: String) -> anyhow::Result<()> {
+        self.stuck += 1;
+        if self.stuck > 5 {
+            bail!(
+                "reading Fluvio topic {}: {why}; refusing to go on",
+                self.topic
+            );
+        }
+        tracing::warn!(topic = self.topic, reason = %why, "reopening the Fluvio consumer");
+        self.stream = None;
+        self.open().await
+    }
+
+    /// The next record (offset, value), or `None` at the end.
+    async fn next(&mut self) -> anyhow::Result<Option<(i64, Vec<u8>)>> {
+        loop {
+            if self
+                .until
+                .is_some_and(|u| self.next_offset >= 0 && self.next_offset > u)
+            {
+                return Ok(None);
+            }
+            if self.stream.is_none() {
+                self.open().await?;
+            }
+            let stream = self.stream.as_mut().unwrap_or_else(|| unreachable!());
+            let item = match self.until {
+                None => stream.next().await,
+                Some(u) => match tokio::time::timeout(READ_WAIT, stream.next()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        let why = format!(
+                            "no record after offset {} in {READ_WAIT:?}, records up to {u} were acknowledged",
+                            self.next_offset - 1
+                        );
+                        self.reopen(why).await?;
+                        continue;
+                    }
+                },
+            };
+            let Some(record) = item else {
+                if let Some(u) = self.until {
+                    let why = format!(
+                        "the stream ended after offset {}, records up to {u} were acknowledged",
+                        self.next_offset - 1
+                    );
+                    self.reopen(why).await?;
+                    continue;
+                }
+                return Ok(None);
+            };
+            let (offset, value) =
+                record.map_err(|e| anyhow::anyhow!("reading Fluvio topic {}: {e}", self.topic))?;
+            if self.next_offset >= 0 && offset < self.next_offset {
+                // A reopened stream starts at the batch holding the offset asked for.
+                continue;
+            }
+            if self.next_offset >= 0 && offset > self.next_offset {
+                let why = format!(
+                    "offset {offset} came where {} was expected",
+                    self.next_offset
+                );
+                self.reopen(why).await?;
+                continue;
+            }
+            self.stuck = 0;
+            self.next_offset = offset + 1;
+            return Ok(Some((offset, value)));
+        }
+    }
 }

@@ -147,6 +147,8 @@ async fn an_unsealed_generation_left_by_a_crash_is_ignored_and_removed() {
         .await
         .unwrap();
     let copied = stream.next().await.unwrap().unwrap().value().to_vec();
+    // Closed before the log reopens and deletes topics (as is the producer below).
+    drop(stream);
     let next = format!("{name}-g2");
     admin
         .create(next.clone(), false, TopicSpec::new_computed(1, 1, None))
@@ -161,6 +163,7 @@ async fn an_unsealed_generation_left_by_a_crash_is_ignored_and_removed() {
         .wait()
         .await
         .unwrap();
+    drop(producer);
     let (log, replay) = FluvioLog::open(&sc(), &name, 1).await.unwrap();
     assert_eq!(
         log.topic(),

@@ -217,7 +217,7 @@ fn spawn_vigie(
         "--database",
         db,
         "--log",
-        "error",
+        "warn,vigie_pipeline::fluvio_log=info",
     ])
     .args([
         "run",
