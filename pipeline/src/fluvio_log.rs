@@ -536,18 +536,22 @@ async fn read_generation(
     })
 }
 
+/// A consumer stream's records as (offset, value).
+type Records = futures_util::stream::BoxStream<'static, Result<(i64, Vec<u8>), String>>;
+
 /// Reads a partition's records in offset order from its start, every offset once. Fluvio's
-/// consumer stream has been seen to skip a record under load (chaos run of 2026-12-06: the
-/// offset after 171 was 173), and a compaction that copied such a read dropped
-/// acknowledged mentions; so a gap reopens the stream at the missing offset, and only a
-/// gap that stays is an error.
+/// consumer stream skips a record where a fetch response reaches its byte limit (chaos
+/// runs of 2026-12-06, 64 MiB responses: offset 173 after 171 in one generation, and 191
+/// after 190 in every generation of another run, ~64 MiB into it); a compaction that
+/// copied such a read dropped acknowledged mentions, and so did a replay at start-up. A gap
+/// therefore reopens the stream at the missing offset; only a gap that stays is an error.
 struct Gapless<'a> {
     client: &'a Fluvio,
     topic: &'a str,
     /// Read up to this offset, waiting for it (else: to the end reported when a stream
     /// opens).
     until: Option<i64>,
-    stream: Option<futures_util::stream::BoxStream<'static, Result<(i64, Vec<u8>), String>>>,
+    stream: Option<Records>,
     /// The next offset expected (`-1`: the partition's start, not known yet).
     next_offset: i64,
     /// Reopenings in a row without progress.
