@@ -540,11 +540,12 @@ async fn read_generation(
 type Records = futures_util::stream::BoxStream<'static, Result<(i64, Vec<u8>), String>>;
 
 /// Reads a partition's records in offset order from its start, every offset once. Fluvio's
-/// consumer stream skips a record where a fetch response reaches its byte limit (chaos
-/// runs of 2026-12-06, 64 MiB responses: offset 173 after 171 in one generation, and 191
-/// after 190 in every generation of another run, ~64 MiB into it); a compaction that
-/// copied such a read dropped acknowledged mentions, and so did a replay at start-up. A gap
-/// therefore reopens the stream at the missing offset; only a gap that stays is an error.
+/// consumer stream skips a record where a fetch response reaches its byte limit (64 MiB
+/// here): chaos runs of 2026-12-06 saw offset 173 come after 171, and 191 after 190 in
+/// every generation of another run; compactions that copied such reads dropped
+/// acknowledged mentions, and so did replays at start-up (`tests/fluvio_log.rs`, "a log
+/// larger than a fetch response", got 159 of 160 epochs back). A gap therefore reopens the
+/// stream at the missing offset; only a gap that stays is an error.
 struct Gapless<'a> {
     client: &'a Fluvio,
     topic: &'a str,
