@@ -77,7 +77,13 @@ impl Writer {
                 .spawn(move || {
                     for job in rx {
                         let started = std::time::Instant::now();
-                        job();
+                        // A part that panics is only a part not written (its label stays
+                        // incomplete); the thread goes on, so `flush` never waits forever.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::error!(
+                                "writing a checkpoint part panicked; its label stays incomplete"
+                            );
+                        }
                         if let Some(w) = writer.upgrade() {
                             w.write_micros
                                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -92,7 +98,7 @@ impl Writer {
             tx
         });
         if let Err(mpsc::SendError(job)) = tx.send(job) {
-            // The thread is gone (it panicked): write on this thread.
+            // The thread is gone (it could not be kept): write on this thread.
             *queue = None;
             drop(queue);
             job();
