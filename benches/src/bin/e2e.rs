@@ -673,8 +673,17 @@ async fn main() {
     let checkpoints = {
         let m = metrics(&http, &vigie_run.base).await;
         let value = |name: &str| metric::<f64>(&m, name).unwrap_or(0.0);
+        // Per stage: `vigie_checkpoint_stall_seconds_total{stage="…"} secs`.
+        let stalls: Vec<(String, f64)> = m
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("vigie_checkpoint_stall_seconds_total{stage=\"")?;
+                let (stage, v) = rest.split_once("\"} ")?;
+                Some((stage.to_string(), v.trim().parse().ok()?))
+            })
+            .collect();
         (
-            value("vigie_checkpoint_stall_seconds_total"),
+            stalls,
             value("vigie_checkpoint_write_seconds_total"),
             value("vigie_checkpoint_parts_total"),
         )
@@ -834,12 +843,18 @@ async fn main() {
             Err(e) => format!("NO: {e}"),
         }
     );
-    let (stall, written, parts) = checkpoints;
+    let (stalls, written, parts) = checkpoints;
     if parts > 0.0 {
+        let stall: f64 = stalls.iter().map(|(_, s)| s).sum();
+        let by_stage: Vec<String> = stalls
+            .iter()
+            .map(|(stage, s)| format!("{stage} {:.0}", s * 1e3))
+            .collect();
         println!(
-            "checkpoints: {parts:.0} parts written; the dataflow's operators spent {:.0} ms at boundaries ({:.2} ms per part, encoding state), the writer thread {:.0} ms writing and syncing",
+            "checkpoints: {parts:.0} parts written; the dataflow's operators spent {:.0} ms at boundaries ({:.2} ms per part; by stage, ms: {}), the writer thread {:.0} ms writing and syncing",
             stall * 1e3,
             stall * 1e3 / parts,
+            by_stage.join(", "),
             written * 1e3
         );
     }

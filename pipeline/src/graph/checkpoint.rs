@@ -56,8 +56,9 @@ pub struct Writer {
     /// Parts queued and not yet written.
     pending: Arc<(Mutex<usize>, Condvar)>,
     /// Microseconds operators spent at boundaries (encoding state, the mention store's
-    /// boundary work): what a checkpoint costs the dataflow.
-    pub stall_micros: AtomicU64,
+    /// boundary work), per stage (in [`STAGES`] order): what a checkpoint costs the
+    /// dataflow.
+    pub stall_micros: [AtomicU64; 6],
     /// Parts written.
     pub parts: AtomicU64,
     /// Microseconds the writer thread spent writing and syncing parts.
@@ -117,20 +118,33 @@ impl Writer {
         }
     }
 
+    /// Notes `micros` spent at a boundary by `stage`.
+    pub fn stalled(&self, stage: &str, micros: u64) {
+        if let Some(i) = STAGES.iter().position(|s| *s == stage) {
+            self.stall_micros[i].fetch_add(micros, Relaxed);
+        }
+    }
+
     /// Prometheus text of the counters.
     pub fn render_prometheus(&self) -> String {
         let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
+        let mut stalls = String::new();
+        for (stage, micros) in STAGES.iter().zip(&self.stall_micros) {
+            stalls.push_str(&format!(
+                "vigie_checkpoint_stall_seconds_total{{stage=\"{stage}\"}} {}\n",
+                secs(micros)
+            ));
+        }
         format!(
-            "# HELP vigie_checkpoint_stall_seconds_total Time the dataflow's operators spent at checkpoint boundaries (encoding their state; the mention store's boundary).\n\
+            "# HELP vigie_checkpoint_stall_seconds_total Time the dataflow's operators spent at checkpoint boundaries (encoding their state; the mention store's boundary), per stage.\n\
              # TYPE vigie_checkpoint_stall_seconds_total counter\n\
-             vigie_checkpoint_stall_seconds_total {}\n\
+             {stalls}\
              # HELP vigie_checkpoint_write_seconds_total Time the checkpoint writer thread spent writing and syncing parts.\n\
              # TYPE vigie_checkpoint_write_seconds_total counter\n\
              vigie_checkpoint_write_seconds_total {}\n\
              # HELP vigie_checkpoint_parts_total Checkpoint parts written (one per stateful operator, worker and label).\n\
              # TYPE vigie_checkpoint_parts_total counter\n\
              vigie_checkpoint_parts_total {}\n",
-            secs(&self.stall_micros),
             secs(&self.write_micros),
             self.parts.load(Relaxed)
         )
@@ -349,6 +363,11 @@ impl StageCheckpoint {
     /// The checkpoints' options.
     pub fn spec(&self) -> &CheckpointSpec {
         &self.spec
+    }
+
+    /// The stage this handle writes for.
+    pub fn stage(&self) -> &'static str {
+        self.stage
     }
 }
 

@@ -12,7 +12,6 @@
 //! and every organisation's state lives on one worker.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use differential_dataflow::consolidation::consolidate;
@@ -135,8 +134,7 @@ pub fn save_if_crossed<S: Checkpointed>(ckpt: &mut Option<StageCheckpoint>, stat
             state.save(label, c);
             c.spec()
                 .writer
-                .stall_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .stalled(c.stage(), started.elapsed().as_micros() as u64);
         }
     }
 }
