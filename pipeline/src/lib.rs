@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod domain;
+pub mod files;
 #[cfg(feature = "fluvio")]
 pub mod fluvio_log;
 pub mod gen;

@@ -202,14 +202,16 @@ fn run_worker(
         use timely::dataflow::operators::Input;
         let upserts = scope.input_from(&mut input);
         let mut graph = graph.clone();
-        if let Some(dir) = &graph.spill_dir {
-            graph.spill_dir = Some(dir.join(format!("worker-{index}")));
-        }
-        if let Some(dir) = &graph.mention_dir {
-            graph.mention_dir = Some(dir.join(format!("worker-{index}")));
-        }
-        if let Some(dir) = &graph.trend_dir {
-            graph.trend_dir = Some(dir.join(format!("worker-{index}")));
+        // Each worker's stores live in a directory of their own.
+        for dir in [
+            &mut graph.spill_dir,
+            &mut graph.mention_dir,
+            &mut graph.trend_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *dir = dir.join(format!("worker-{index}"));
         }
         let mut changes = build(upserts, graph);
         if let Some(tap) = tap {

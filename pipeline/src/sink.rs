@@ -224,9 +224,7 @@ pub fn read_progress(path: &std::path::Path, target: &str) -> u64 {
 
 /// Records the committed time for `target` (write to a temporary file, then rename).
 fn write_progress(path: &std::path::Path, target: &str, committed: u64) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{target} {committed}\n"))?;
-    std::fs::rename(&tmp, path)
+    crate::files::replace(path, format!("{target} {committed}\n").as_bytes(), false)
 }
 
 /// What progress records are keyed by: the ClickHouse URL and database.

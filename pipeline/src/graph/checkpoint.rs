@@ -28,7 +28,6 @@
 //! The mention store is the one part too large to copy at every boundary: it keeps an undo
 //! log instead (see [`super::upsert`]) and rolls back to the label at restart.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -58,11 +57,18 @@ pub struct Writer {
     /// Microseconds operators spent at boundaries (encoding state, the mention store's
     /// boundary work), per stage (in [`STAGES`] order): what a checkpoint costs the
     /// dataflow.
-    pub stall_micros: [AtomicU64; 6],
+    pub stall_micros: [AtomicU64; STAGES.len()],
     /// Parts written.
     pub parts: AtomicU64,
     /// Microseconds the writer thread spent writing and syncing parts.
     pub write_micros: AtomicU64,
+}
+
+/// Counts one queued part as handled and wakes [`Writer::flush`].
+fn finished(pending: &(Mutex<usize>, Condvar)) {
+    let (count, done) = pending;
+    *count.lock().expect("checkpoint writer") -= 1;
+    done.notify_all();
 }
 
 impl Writer {
@@ -90,9 +96,7 @@ impl Writer {
                                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                             w.parts.fetch_add(1, Relaxed);
                         }
-                        let (count, done) = &*pending;
-                        *count.lock().expect("checkpoint writer") -= 1;
-                        done.notify_all();
+                        finished(&pending);
                     }
                 })
                 .expect("spawning the checkpoint writer");
@@ -103,9 +107,7 @@ impl Writer {
             *queue = None;
             drop(queue);
             job();
-            let (count, done) = &*self.pending;
-            *count.lock().expect("checkpoint writer") -= 1;
-            done.notify_all();
+            finished(&self.pending);
         }
     }
 
@@ -211,12 +213,7 @@ impl CheckpointSpec {
                     before()?;
                 }
                 std::fs::create_dir_all(spec.label_dir(label))?;
-                let tmp = path.with_extension("tmp");
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_data()?;
-                drop(f);
-                std::fs::rename(&tmp, &path)?;
+                crate::files::replace(&path, &bytes, true)?;
                 Ok(())
             })();
             match result {

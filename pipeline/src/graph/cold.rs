@@ -18,7 +18,6 @@
 //! still use lists it (at once without checkpoints).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -188,12 +187,7 @@ impl Cold {
         let generation = self.index.next_generation;
         let path = self.path(group, generation);
         let written = (|| -> anyhow::Result<()> {
-            let tmp = path.with_extension("tmp");
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            bincode::serialize_into(&mut f, entries)?;
-            f.flush()?;
-            drop(f);
-            std::fs::rename(&tmp, &path)?;
+            crate::files::replace(&path, &bincode::serialize(entries)?, false)?;
             Ok(())
         })();
         match written {

@@ -13,7 +13,6 @@
 //!   the history. The directory is rebuilt from the write-ahead log at every start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
@@ -313,11 +312,7 @@ impl Spill {
             buf.extend_from_slice(id.as_bytes());
             buf.extend_from_slice(&v.to_le_bytes());
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&buf)?;
-        drop(f);
-        std::fs::rename(&tmp, &path)
+        crate::files::replace(&path, &buf, false)
     }
 
     fn get(&self, org: Uuid, id: Uuid, hour: i64) -> u16 {

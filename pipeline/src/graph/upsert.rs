@@ -386,9 +386,11 @@ impl Disk {
         }
         if dropped {
             let from = self.undo.front().map_or(label, |u| u.0);
-            let tmp = self.dir.join("undo-from.tmp");
-            std::fs::write(&tmp, from.to_string())?;
-            std::fs::rename(&tmp, self.dir.join(UNDO_FROM))?;
+            crate::files::replace(
+                &self.dir.join(UNDO_FROM),
+                from.to_string().as_bytes(),
+                false,
+            )?;
         }
         Ok(())
     }
