@@ -62,7 +62,7 @@ pub struct FluvioLog {
     admin: FluvioAdmin,
     name: String,
     generation: u64,
-    producer: TopicProducerPool,
+    producer: Sender,
     bytes: u64,
     /// Offset of the last record of the generation known to this process (read at start,
     /// or acknowledged since): a compaction must read at least up to it.
@@ -172,15 +172,21 @@ impl FluvioLog {
         let (generation, epochs, bytes, last_offset) = match chosen {
             Some((g, read)) => (g, read.epochs, read.bytes, read.last_offset),
             None => {
-                let g = generations.last().map_or(1, |g| g + 1);
-                create_topic(&client, endpoint, &topic(name, g)).await?;
-                let producer = producer(&client, &topic(name, g)).await?;
-                let (_, last) =
-                    send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
+                let g = create_generation(
+                    &client,
+                    endpoint,
+                    name,
+                    generations.last().map_or(1, |g| g + 1),
+                )
+                .await?;
+                let mut sender = Sender::open(&client, topic(name, g)).await?;
+                let (_, last) = sender
+                    .send(&client, &[bincode::serialize(&Entry::Sealed)?])
+                    .await?;
                 (g, Vec::new(), 0, last)
             }
         };
-        let producer = producer(&client, &topic(name, generation)).await?;
+        let producer = Sender::open(&client, topic(name, generation)).await?;
         Ok((
             FluvioLog {
                 client,
@@ -206,7 +212,7 @@ impl FluvioLog {
         upserts: &[(MentionKey, Option<MentionBody>)],
     ) -> anyhow::Result<()> {
         let records = encode_parts(time, upserts)?;
-        let (bytes, last) = send_all(&self.producer, records).await?;
+        let (bytes, last) = self.producer.send(&self.client, &records).await?;
         self.bytes += bytes;
         self.last_offset = self.last_offset.max(last);
         Ok(())
@@ -252,15 +258,25 @@ impl FluvioLog {
             bail!("compacting Fluvio log {current} would change the live mentions; not compacting");
         }
         let records_after: usize = old.iter().chain(&new).map(|(_, u)| u.len()).sum();
-        let next = self.generation + 1;
+        let next = create_generation(
+            &self.client,
+            &self.endpoint,
+            &self.name,
+            self.generation + 1,
+        )
+        .await?;
         let next_topic = topic(&self.name, next);
-        create_topic(&self.client, &self.endpoint, &next_topic).await?;
-        let producer = producer(&self.client, &next_topic).await?;
+        let mut producer = Sender::open(&self.client, next_topic.clone()).await?;
         let mut written = 0u64;
         for (time, upserts) in old.into_iter().chain(new) {
-            written += send_all(&producer, encode_parts(time, &upserts)?).await?.0;
+            written += producer
+                .send(&self.client, &encode_parts(time, &upserts)?)
+                .await?
+                .0;
         }
-        let (_, last) = send_all(&producer, vec![bincode::serialize(&Entry::Sealed)?]).await?;
+        let (_, last) = producer
+            .send(&self.client, &[bincode::serialize(&Entry::Sealed)?])
+            .await?;
         // The next generation is complete: from here a restart picks it.
         self.producer = producer;
         self.generation = next;
@@ -307,29 +323,33 @@ fn live(epochs: &[LoggedEpoch]) -> (usize, u64) {
     (n, sum)
 }
 
-/// Creates topic `name` (one partition) and waits until it is online. A topic that does
-/// not come online is deleted and created again, up to three times: this cluster's SC has
+/// Creates the topic of generation `first` of log `name` (one partition) and waits until
+/// it is online; returns the generation created. A topic that does not come online is
+/// deleted and the next generation number is tried, up to three: this cluster's SC has
 /// left a creation made right after another topic's deletion without a partition
-/// ("applying attempt to update by stale value" in its log), and a new topic holds nothing
-/// yet.
-async fn create_topic(client: &Fluvio, endpoint: &str, name: &str) -> anyhow::Result<()> {
-    for round in 1..=3 {
-        if create_topic_once(client, endpoint, name).await? {
-            return Ok(());
+/// ("applying attempt to update by stale value" in its log). A name is never created
+/// again after its deletion: the SPU may still apply that deletion to the new replica
+/// (CI saw "the given SPU is not the leader for the partition" right after such a
+/// re-creation). A topic left behind is unsealed, and the next start-up removes it.
+async fn create_generation(
+    client: &Fluvio,
+    endpoint: &str,
+    name: &str,
+    first: u64,
+) -> anyhow::Result<u64> {
+    for g in first..first + 3 {
+        let t = topic(name, g);
+        if create_topic_once(client, endpoint, &t).await? {
+            return Ok(g);
         }
         tracing::warn!(
-            topic = name,
-            round,
-            "a new Fluvio topic did not come online; deleting it and creating it again"
+            topic = %t,
+            "a new Fluvio topic did not come online; deleting it and creating the next generation's"
         );
-        let _ = client
-            .admin()
-            .await
-            .delete::<TopicSpec>(name.to_string())
-            .await;
+        let _ = client.admin().await.delete::<TopicSpec>(t).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    bail!("Fluvio topic {name} did not come online")
+    bail!("Fluvio log {name}: three new topics in a row did not come online")
 }
 
 /// One creation of topic `name`; whether it came online within 10 s.
@@ -400,33 +420,74 @@ async fn create_topic_once(client: &Fluvio, endpoint: &str, name: &str) -> anyho
     Ok(false)
 }
 
-async fn producer(client: &Fluvio, topic: &str) -> anyhow::Result<TopicProducerPool> {
-    let config = TopicProducerConfigBuilder::default()
-        .batch_size(MAX_PART_BYTES * 2)
-        .max_request_size(MAX_PART_BYTES * 4)
-        .linger(Duration::ZERO)
-        .isolation(Isolation::ReadCommitted)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("configuring the Fluvio producer")?;
-    client
-        .topic_producer_with_config(topic, config)
-        .await
-        .with_context(|| format!("opening a producer on Fluvio topic {topic}"))
+/// Attempts to send one batch of records before giving up.
+const SEND_ATTEMPTS: u32 = 4;
+
+/// A producer on one topic that sends again what was not acknowledged.
+struct Sender {
+    topic: String,
+    producer: TopicProducerPool,
+}
+
+impl Sender {
+    async fn open(client: &Fluvio, topic: String) -> anyhow::Result<Sender> {
+        let config = TopicProducerConfigBuilder::default()
+            .batch_size(MAX_PART_BYTES * 2)
+            .max_request_size(MAX_PART_BYTES * 4)
+            .linger(Duration::ZERO)
+            .isolation(Isolation::ReadCommitted)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("configuring the Fluvio producer")?;
+        let producer = client
+            .topic_producer_with_config(&topic, config)
+            .await
+            .with_context(|| format!("opening a producer on Fluvio topic {topic}"))?;
+        Ok(Sender { topic, producer })
+    }
+
+    /// Sends records and waits for every acknowledgement; returns their bytes and the
+    /// offset of the last one. A failed send is made again, whole, on a new producer (the
+    /// SPU can answer "not the leader for the partition" while a partition settles): the
+    /// reader skips a part that comes twice. Only the last failure is returned.
+    async fn send(&mut self, client: &Fluvio, records: &[Vec<u8>]) -> anyhow::Result<(u64, i64)> {
+        let mut attempt = 1;
+        loop {
+            match send_all(&self.producer, records).await {
+                Ok(sent) => return Ok(sent),
+                Err(e) if attempt >= SEND_ATTEMPTS => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "producing to Fluvio topic {}: {attempt} attempts",
+                            self.topic
+                        )
+                    })
+                }
+                Err(e) => tracing::warn!(
+                    topic = %self.topic,
+                    attempt,
+                    error = %format!("{e:#}"),
+                    "producing to Fluvio failed; sending again on a new producer"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            attempt += 1;
+            if let Ok(fresh) = Sender::open(client, self.topic.clone()).await {
+                *self = fresh;
+            }
+        }
+    }
 }
 
 /// Sends records and waits for every acknowledgement; returns their bytes and the offset
 /// of the last one.
-async fn send_all(
-    producer: &TopicProducerPool,
-    records: Vec<Vec<u8>>,
-) -> anyhow::Result<(u64, i64)> {
+async fn send_all(producer: &TopicProducerPool, records: &[Vec<u8>]) -> anyhow::Result<(u64, i64)> {
     let bytes = records.iter().map(|r| r.len() as u64).sum();
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         pending.push(
             producer
-                .send(RecordKey::NULL, r)
+                .send(RecordKey::NULL, r.as_slice())
                 .await
                 .context("producing to Fluvio")?,
         );
