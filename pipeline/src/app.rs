@@ -141,7 +141,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
             }
         }
         let fingerprint = format!(
-            "format 2\nworkers {}\nlateness {:?}\ninterval {}\nscoring {:?}\n",
+            "format 3\nworkers {}\nlateness {:?}\ninterval {}\nscoring {:?}\n",
             settings.workers, settings.lateness, spec.interval_ms, settings.scoring
         );
         let label = checkpoint::prepare(

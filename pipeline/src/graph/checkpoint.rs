@@ -26,7 +26,10 @@
 //! dataflow does not wait for the disk (a label is complete once its last part lands).
 //!
 //! The mention store is the one part too large to copy at every boundary: it keeps an undo
-//! log instead (see [`super::upsert`]) and rolls back to the label at restart.
+//! log instead (see [`super::upsert`]) and rolls back to the label at restart. The stages
+//! with large maps (virality's live members and story counts, the windows' counted
+//! mentions, the trends' totals in memory) encode only the entries changed since their
+//! previous label, as links of a chain beside the labels (see [`super::chain`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -365,6 +368,14 @@ impl StageCheckpoint {
     /// The stage this handle writes for.
     pub fn stage(&self) -> &'static str {
         self.stage
+    }
+
+    /// Where this stage's checkpoint links go (see [`super::chain`]).
+    pub fn chain_dir(&self) -> PathBuf {
+        self.spec
+            .dir
+            .join("chains")
+            .join(format!("{}-{}", self.stage, self.worker))
     }
 }
 

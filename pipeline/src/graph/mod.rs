@@ -11,6 +11,7 @@
 //! increasing); event time (`created_at`) is data and decides buckets and windows.
 
 pub mod alerts;
+pub mod chain;
 pub mod checkpoint;
 pub mod cold;
 pub mod emit;

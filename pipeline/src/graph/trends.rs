@@ -7,7 +7,7 @@
 //! state vigie can checkpoint. A retracted or re-scored mention therefore updates every
 //! trend row it counted in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
+use super::chain::{Before, Chain, Changes};
 use super::checkpoint::{frontier_time, CheckpointSpec, StageCheckpoint};
 use super::cold::{sync, Bucketed, Cold, ColdIndex, Group};
 use super::ordered::{save_if_crossed, Checkpointed, TimeStash};
@@ -43,6 +44,9 @@ pub fn trend_keys(m: &Scored) -> [TrendKey; 4] {
 struct Totals<K> {
     hot: BTreeMap<K, Sums>,
     cold: Option<Cold>,
+    /// Keys whose total in memory changed (or left memory) since the last checkpoint.
+    touched: BTreeSet<K>,
+    chain: Chain,
 }
 
 impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Totals<K> {
@@ -51,9 +55,15 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Totals<K> {
         if let Some(cold) = &mut self.cold {
             cold.observe(k.granularity(), k.bucket());
             if !self.hot.contains_key(k) && cold.is_cold(k.group()) {
-                self.hot.extend(cold.revive::<K>(k.group(), time));
+                for (k, s) in cold.revive::<K>(k.group(), time) {
+                    self.touched.insert(k.clone());
+                    self.hot.insert(k, s);
+                }
                 gauges.trend_revivals.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if !self.touched.contains(k) {
+            self.touched.insert(k.clone());
         }
         self.hot.entry(k.clone()).or_default()
     }
@@ -89,21 +99,32 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Totals<K> {
         }
         for k in moved {
             self.hot.remove(&k);
+            self.touched.insert(k);
         }
     }
 }
 
 impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for Totals<K> {
+    /// Totals in memory go to the chain (those changed since the last label, or all of
+    /// them); the part holds the index of the groups on disk, whose files are synced first.
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
         self.sweep(true);
+        // Files moved to disk are synced before the part that lists them is written.
         let files = self.cold.as_mut().map(Cold::take_unsynced);
-        let state = (&self.hot, self.cold.as_ref().map(Cold::index));
-        match files {
-            Some(files) if !files.is_empty() => {
-                ckpt.write_after(label, &state, Box::new(move || Ok(sync(&files)?)))
-            }
-            _ => ckpt.write(label, &state),
-        }
+        let before = files
+            .filter(|f| !f.is_empty())
+            .map(|files| -> Before { Box::new(move || Ok(sync(&files)?)) });
+        let full = self.chain.wants_full(self.touched.len());
+        let link: Changes<&K, Sums> = if full {
+            self.hot.iter().map(|(k, s)| (k, Some(s))).collect()
+        } else {
+            self.touched.iter().map(|k| (k, self.hot.get(k))).collect()
+        };
+        let entries = link.len();
+        let small = self.cold.as_ref().map(Cold::index);
+        self.chain
+            .save(label, ckpt, &small, &link, (full, entries), before);
+        self.touched.clear();
         if let Some(cold) = &mut self.cold {
             if let Some(usable) = ckpt.spec().latest_usable() {
                 cold.collect(usable);
@@ -112,11 +133,21 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for 
     }
 
     fn restore(&mut self, ckpt: &StageCheckpoint) {
-        if let Some((hot, index)) = ckpt.restored::<(BTreeMap<K, Sums>, Option<ColdIndex>)>() {
-            self.hot = hot;
-            if let (Some(cold), Some(index)) = (&mut self.cold, index) {
-                cold.restore(index);
-            }
+        let hot = &mut self.hot;
+        let index = self
+            .chain
+            .restore::<Vec<(K, Option<Sums>)>, Option<ColdIndex>>(ckpt, |link| {
+                let n = link.len();
+                for (k, s) in link {
+                    match s {
+                        Some(s) => hot.insert(k, s),
+                        None => hot.remove(&k),
+                    };
+                }
+                n
+            });
+        if let (Some(cold), Some(Some(index))) = (&mut self.cold, index) {
+            cold.restore(index);
         }
     }
 }
@@ -161,6 +192,8 @@ where
     let mut totals = Totals {
         hot: BTreeMap::new(),
         cold,
+        touched: BTreeSet::new(),
+        chain: Chain::default(),
     };
     if let Some(c) = &ckpt {
         totals.restore(c);

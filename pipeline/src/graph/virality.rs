@@ -22,7 +22,7 @@
 //!   mention reproduces it), and its minute's counts are dropped an hour later. State
 //!   therefore spans about two hours of event time per organisation, whatever the history.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ use differential_dataflow::VecCollection;
 use uuid::Uuid;
 use vigie_udfs::virality::{heat_weight, velocity, HEAT_HORIZON_MINUTES};
 
+use super::chain::{apply_to, Chain, Changes};
 use super::checkpoint::{CheckpointSpec, StageCheckpoint};
 use super::frozen::{FrozenSaved, FrozenStore};
 use super::ordered::{minute_of_us, ordered, Checkpointed, EventClock};
@@ -80,13 +81,13 @@ struct Member {
     rate: f64,
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default)]
 struct Story {
     minutes: BTreeMap<i64, u32>,
     live: BTreeMap<i64, Vec<Uuid>>,
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default)]
 struct Org {
     clock: EventClock,
     hours: BTreeMap<i64, u32>,
@@ -94,6 +95,9 @@ struct Org {
     members: HashMap<Uuid, Member>,
     to_freeze: BTreeMap<i64, Vec<Uuid>>,
     to_drop: BTreeMap<i64, Vec<u64>>,
+    /// Members and stories (their minute counts) changed since the last checkpoint.
+    touched: HashSet<Uuid>,
+    touched_stories: HashSet<u64>,
 }
 
 fn dec(map: &mut BTreeMap<i64, u32>, k: i64) {
@@ -115,6 +119,7 @@ impl Org {
     ) -> Scored {
         let id = o.key.id;
         if let Some(m) = self.members.remove(&id) {
+            self.touched.insert(id);
             let story = self.stories.entry(m.rec.story).or_default();
             if let Some(ids) = story.live.get_mut(&m.minute) {
                 ids.retain(|x| *x != id);
@@ -124,6 +129,7 @@ impl Org {
             }
             if !self.clock.is_late(o.body.created_at_us, lateness) {
                 dec(&mut story.minutes, m.minute);
+                self.touched_stories.insert(m.rec.story);
                 dec(&mut self.hours, o.body.created_at_us.div_euclid(HOUR_US));
                 affected.insert((m.rec.story, m.minute));
             }
@@ -142,6 +148,7 @@ struct State {
     frozen: FrozenStore,
     shares: [GaugeShare; 3],
     ticks: u64,
+    chain: Chain,
 }
 
 impl State {
@@ -201,6 +208,7 @@ impl State {
                         out.push((next.clone(), 1));
                         if let Some(m) = org.members.get_mut(&id) {
                             m.rec = next;
+                            org.touched.insert(id);
                         }
                     }
                     (old, new) => {
@@ -224,6 +232,8 @@ impl State {
                             *org.hours.entry(hour).or_default() += 1;
                             let story = org.stories.entry(n.story).or_default();
                             *story.minutes.entry(minute).or_default() += 1;
+                            org.touched_stories.insert(n.story);
+                            org.touched.insert(id);
                             story.live.entry(minute).or_default().push(id);
                             org.to_freeze.entry(minute).or_default().push(id);
                             org.to_drop.entry(minute).or_default().push(n.story);
@@ -269,6 +279,7 @@ impl State {
                             out.push((m.rec.clone(), -1));
                             m.rec = m.rec.clone().with_velocity(v);
                             out.push((m.rec.clone(), 1));
+                            org.touched.insert(*id);
                         }
                     }
                 }
@@ -325,6 +336,7 @@ impl Org {
                     continue;
                 }
                 let m = self.members.remove(&id).expect("present");
+                self.touched.insert(id);
                 frozen.freeze(org_id, id, m.rec.body.created_at_us, m.rec.velocity);
                 if let Some(story) = self.stories.get_mut(&m.rec.story) {
                     story.live.remove(&minute);
@@ -339,7 +351,9 @@ impl Org {
             let (minute, stories) = entry.remove_entry();
             for s in stories {
                 if let Some(story) = self.stories.get_mut(&s) {
-                    story.minutes.remove(&minute);
+                    if story.minutes.remove(&minute).is_some() {
+                        self.touched_stories.insert(s);
+                    }
                     story.live.remove(&minute);
                     if story.minutes.is_empty() && story.live.is_empty() {
                         self.stories.remove(&s);
@@ -375,6 +389,7 @@ pub fn virality<'s>(
         frozen,
         shares: Default::default(),
         ticks: 0,
+        chain: Chain::default(),
     };
     let checkpoint = spec.checkpoint.clone().map(|c| (c, "virality"));
     // `apply` consolidates per mention itself (sorting whole records is costly).
@@ -387,18 +402,100 @@ pub fn virality<'s>(
     )
 }
 
+/// A link of the stage's checkpoint chain: members, and stories' minute counts, by
+/// organisation (see [`super::chain`]).
+type Link = (
+    Vec<((Uuid, Uuid), Option<Member>)>,
+    Vec<((Uuid, u64), Option<BTreeMap<i64, u32>>)>,
+);
+
+/// The rest of the stage's checkpoint: each organisation's clock and hourly counts, the
+/// operator's tick count and the frozen velocities' memory part.
+type Small = (
+    Vec<(Uuid, EventClock, BTreeMap<i64, u32>)>,
+    u64,
+    FrozenSaved,
+);
+
 impl Checkpointed for State {
+    /// Members and stories' counts go to the chain (what changed since the last label, or
+    /// all of them); the indexes by minute are rebuilt from them at a restore.
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
-        ckpt.write(label, &(&self.orgs, self.ticks, self.frozen.saved()));
+        let changed = self
+            .orgs
+            .values()
+            .map(|o| o.touched.len() + o.touched_stories.len())
+            .sum();
+        let full = self.chain.wants_full(changed);
+        let mut members: Changes<(Uuid, Uuid), Member> = Vec::new();
+        let mut stories: Changes<(Uuid, u64), BTreeMap<i64, u32>> = Vec::new();
+        for (&org, o) in &self.orgs {
+            let minutes = |s: &u64| {
+                o.stories
+                    .get(s)
+                    .map(|st| &st.minutes)
+                    .filter(|m| !m.is_empty())
+            };
+            if full {
+                members.extend(o.members.iter().map(|(id, m)| ((org, *id), Some(m))));
+                stories.extend(
+                    o.stories
+                        .keys()
+                        .filter_map(|s| Some(((org, *s), Some(minutes(s)?)))),
+                );
+            } else {
+                members.extend(o.touched.iter().map(|id| ((org, *id), o.members.get(id))));
+                stories.extend(o.touched_stories.iter().map(|s| ((org, *s), minutes(s))));
+            }
+        }
+        let entries = members.len() + stories.len();
+        let small: Vec<(Uuid, &EventClock, &BTreeMap<i64, u32>)> = self
+            .orgs
+            .iter()
+            .map(|(id, o)| (*id, &o.clock, &o.hours))
+            .collect();
+        self.chain.save(
+            label,
+            ckpt,
+            &(small, self.ticks, self.frozen.saved()),
+            &(members, stories),
+            (full, entries),
+            None,
+        );
+        for o in self.orgs.values_mut() {
+            o.touched.clear();
+            o.touched_stories.clear();
+        }
     }
 
     fn restore(&mut self, ckpt: &StageCheckpoint) {
-        if let Some((orgs, ticks, frozen)) =
-            ckpt.restored::<(HashMap<Uuid, Org>, u64, FrozenSaved)>()
-        {
-            self.orgs = orgs;
-            self.ticks = ticks;
-            self.frozen.restore(frozen);
+        let mut members: HashMap<(Uuid, Uuid), Member> = HashMap::new();
+        let mut stories: HashMap<(Uuid, u64), BTreeMap<i64, u32>> = HashMap::new();
+        let Some((orgs, ticks, frozen)) = self.chain.restore::<Link, Small>(ckpt, |(m, s)| {
+            apply_to(&mut members, m) + apply_to(&mut stories, s)
+        }) else {
+            return;
+        };
+        for (id, clock, hours) in orgs {
+            let o = self.orgs.entry(id).or_default();
+            o.clock = clock;
+            o.hours = hours;
         }
+        for ((org, s), minutes) in stories {
+            let o = self.orgs.entry(org).or_default();
+            for &minute in minutes.keys() {
+                o.to_drop.entry(minute).or_default().push(s);
+            }
+            o.stories.entry(s).or_default().minutes = minutes;
+        }
+        for ((org, id), m) in members {
+            let o = self.orgs.entry(org).or_default();
+            let story = o.stories.entry(m.rec.story).or_default();
+            story.live.entry(m.minute).or_default().push(id);
+            o.to_freeze.entry(m.minute).or_default().push(id);
+            o.members.insert(id, m);
+        }
+        self.ticks = ticks;
+        self.frozen.restore(frozen);
     }
 }

@@ -24,12 +24,13 @@
 //! after the windows that use it are evaluated; state older than the longest window plus
 //! the longest baseline behind the watermark is dropped, as are final windows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use uuid::Uuid;
 
+use super::chain::{apply_to, Chain, Changes};
 use super::checkpoint::{CheckpointSpec, StageCheckpoint};
 use super::ordered::{minute_of_us, ordered, Checkpointed, EventClock};
 use super::records::{Firing, MentionKey, Scored, WindowKey, WindowRule};
@@ -249,15 +250,22 @@ pub fn evaluate(
     out
 }
 
+/// An organisation's state. Serialised (for checkpoints) without the counted mentions,
+/// which go to the stage's checkpoint chain, nor their index by minute, rebuilt from them.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Org {
     clock: EventClock,
     keys: BTreeMap<WindowKey, Counts>,
+    #[serde(skip)]
     counted: HashMap<Uuid, WinRec>,
+    #[serde(skip)]
     counted_by_minute: BTreeMap<i64, Vec<Uuid>>,
     firing: BTreeMap<(WindowRule, WindowKey, i64), Firing>,
     /// Windows are evaluated up to this end minute (exclusive end of the newest minute).
     evaluated_to: Option<i64>,
+    /// Counted mentions changed since the last checkpoint.
+    #[serde(skip)]
+    touched: HashSet<Uuid>,
 }
 
 impl Org {
@@ -269,6 +277,7 @@ impl Org {
             self.keys.entry(k.clone()).or_default().apply(r, add);
             affected.insert((k, minute));
         }
+        self.touched.insert(r.key.id);
         if add {
             self.counted.insert(r.key.id, r.clone());
             self.counted_by_minute
@@ -328,8 +337,17 @@ impl Org {
             if *entry.key() >= wm_min - 1 {
                 break;
             }
-            for id in entry.remove() {
-                self.counted.remove(&id);
+            let (minute, ids) = entry.remove_entry();
+            for id in ids {
+                // Only where it is still counted at that minute (it may have moved since).
+                if self
+                    .counted
+                    .get(&id)
+                    .is_some_and(|r| minute_of_us(r.t_us) == minute)
+                {
+                    self.counted.remove(&id);
+                    self.touched.insert(id);
+                }
             }
         }
     }
@@ -343,6 +361,7 @@ struct State {
     orgs: HashMap<Uuid, Org>,
     shares: [GaugeShare; 4],
     ticks: u64,
+    chain: Chain,
 }
 
 impl State {
@@ -378,7 +397,9 @@ impl State {
                         org.count(&o, false, &mut affected);
                     } else {
                         // Late: the window keeps it (a ghost), but it can't be retracted twice.
-                        org.counted.remove(&id);
+                        if org.counted.remove(&id).is_some() {
+                            org.touched.insert(id);
+                        }
                     }
                 }
                 if let Some(n) = new {
@@ -461,14 +482,53 @@ pub fn windows<'s>(
 }
 
 impl Checkpointed for State {
+    /// Counted mentions go to the chain (what changed since the last label, or all of
+    /// them); the rest of each organisation's state is small and written whole.
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
-        ckpt.write(label, &(&self.orgs, self.ticks));
+        let changed = self.orgs.values().map(|o| o.touched.len()).sum();
+        let full = self.chain.wants_full(changed);
+        let mut counted: Changes<(Uuid, Uuid), WinRec> = Vec::new();
+        for (&org, o) in &self.orgs {
+            if full {
+                counted.extend(o.counted.iter().map(|(id, r)| ((org, *id), Some(r))));
+            } else {
+                counted.extend(o.touched.iter().map(|id| ((org, *id), o.counted.get(id))));
+            }
+        }
+        let entries = counted.len();
+        self.chain.save(
+            label,
+            ckpt,
+            &(&self.orgs, self.ticks),
+            &counted,
+            (full, entries),
+            None,
+        );
+        for o in self.orgs.values_mut() {
+            o.touched.clear();
+        }
     }
 
     fn restore(&mut self, ckpt: &StageCheckpoint) {
-        if let Some((orgs, ticks)) = ckpt.restored::<(HashMap<Uuid, Org>, u64)>() {
-            self.orgs = orgs;
-            self.ticks = ticks;
+        let mut counted: HashMap<(Uuid, Uuid), WinRec> = HashMap::new();
+        let Some((orgs, ticks)) = self
+            .chain
+            .restore::<Vec<((Uuid, Uuid), Option<WinRec>)>, (HashMap<Uuid, Org>, u64)>(
+                ckpt,
+                |link| apply_to(&mut counted, link),
+            )
+        else {
+            return;
+        };
+        self.orgs = orgs;
+        self.ticks = ticks;
+        for ((org, id), r) in counted {
+            let o = self.orgs.entry(org).or_default();
+            o.counted_by_minute
+                .entry(minute_of_us(r.t_us))
+                .or_default()
+                .push(id);
+            o.counted.insert(id, r);
         }
     }
 }

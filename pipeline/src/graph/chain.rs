@@ -1,0 +1,420 @@
+//! Incremental checkpoints of a stage's large maps, so that a boundary costs what changed
+//! since the previous one, not the whole state.
+//!
+//! A stage with a [`Chain`] writes, at each label, a *link*: one file
+//! `<checkpoints>/chains/<stage>-<worker>/<label>.bin` holding either every entry of its
+//! maps (a *full* link) or only the entries changed since its previous label (`None` for a
+//! removed key). Its part of the label then holds its small state and the list of links a
+//! restore reads, in order: the last full link and every link after it. A full link is
+//! written again once the changes written since the last one outnumber its entries (or
+//! after [`MAX_LINKS`] links), so a restore reads at most about twice the state, and the
+//! encoding work per entry changed stays bounded (amortised) however long the chain runs.
+//!
+//! Links are written (and synced) by the checkpoint writer thread before the part that
+//! lists them, so a complete label's links are on disk. A link is deleted once the newest
+//! usable label no longer lists it (labels only grow, and so do the chains' starts). A
+//! restore deletes every link its label does not list: those written after it, and older
+//! ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::StageCheckpoint;
+
+/// Longest chain: a full link is written at the latest every this many labels (a quiet
+/// stage's chain would otherwise grow by an empty link per label, forever).
+pub const MAX_LINKS: usize = 32;
+
+/// Work the writer thread must finish before a part is written.
+pub type Before = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+
+/// A stage's part of a label when it keeps a chain.
+#[derive(Serialize, Deserialize)]
+struct Part<S> {
+    /// Labels of the links a restore reads, in order (the first is a full link).
+    links: Vec<u64>,
+    small: S,
+}
+
+/// The links a stage has written, and when to write a full one.
+#[derive(Debug, Default)]
+pub struct Chain {
+    /// Links since the last full one (that one first).
+    links: Vec<u64>,
+    /// Entries in the last full link.
+    full_len: usize,
+    /// Entries in the links written after it.
+    changed_since_full: usize,
+    /// The first link of each label this stage wrote (or restored from) that may still
+    /// become the newest usable one.
+    firsts: BTreeMap<u64, u64>,
+    /// Links on disk.
+    files: BTreeSet<u64>,
+    /// Links the writer thread could not write: a part listing one is not written, and
+    /// the next link is a full one.
+    failed: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+fn link_path(dir: &Path, label: u64) -> PathBuf {
+    dir.join(format!("{label:020}.bin"))
+}
+
+impl Chain {
+    /// Whether the next link should be a full one, given how many entries changed since
+    /// the previous label.
+    pub fn wants_full(&self, changed: usize) -> bool {
+        let failed = self.failed.lock().expect("checkpoint chain");
+        self.links.is_empty()
+            || self.links.len() >= MAX_LINKS
+            || self.changed_since_full + changed > self.full_len
+            || self.links.iter().any(|l| failed.contains(l))
+    }
+
+    /// Queues this stage's part of `label`: `link` (every entry when `full`, else the
+    /// changes; `entries` of them) goes to its own file, synced, before the part (`small`
+    /// and the links to read); `before`, when given, runs first and must succeed. Then
+    /// deletes the links no restart can need any more.
+    pub fn save<D: Serialize, S: Serialize>(
+        &mut self,
+        label: u64,
+        ckpt: &StageCheckpoint,
+        small: &S,
+        link: &D,
+        (full, entries): (bool, usize),
+        before: Option<Before>,
+    ) {
+        let dir = ckpt.chain_dir();
+        let path = link_path(&dir, label);
+        let bytes = match bincode::serialize(link) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot encode a checkpoint link");
+                return;
+            }
+        };
+        if full {
+            self.links.clear();
+            self.full_len = entries;
+            self.changed_since_full = 0;
+        } else {
+            self.changed_since_full += entries;
+        }
+        self.links.push(label);
+        self.files.insert(label);
+        self.firsts.insert(label, self.links[0]);
+        let (links, failed) = (self.links.clone(), self.failed.clone());
+        ckpt.write_after(
+            label,
+            &Part {
+                links: self.links.clone(),
+                small,
+            },
+            Box::new(move || {
+                if let Some(before) = before {
+                    before()?;
+                }
+                let written = std::fs::create_dir_all(&dir)
+                    .and_then(|()| crate::files::replace(&path, &bytes, true));
+                let mut failed = failed.lock().expect("checkpoint chain");
+                if written.is_err() {
+                    failed.insert(label);
+                }
+                written?;
+                if let Some(l) = links.iter().find(|l| failed.contains(l)) {
+                    anyhow::bail!("checkpoint link {l} it lists could not be written");
+                }
+                Ok(())
+            }),
+        );
+        if let Some(usable) = ckpt.spec().latest_usable() {
+            self.collect(&ckpt.chain_dir(), usable);
+        }
+    }
+
+    /// Deletes the links older than the first one `usable` (the newest usable label)
+    /// lists: no restart reads them.
+    fn collect(&mut self, dir: &Path, usable: u64) {
+        let Some(&first) = self.firsts.get(&usable) else {
+            return;
+        };
+        self.firsts = self.firsts.split_off(&usable);
+        self.failed
+            .lock()
+            .expect("checkpoint chain")
+            .retain(|l| *l >= first);
+        let keep = self.files.split_off(&first);
+        for old in std::mem::replace(&mut self.files, keep) {
+            let _ = std::fs::remove_file(link_path(dir, old));
+        }
+    }
+
+    /// When restoring, reads this stage's part of the label: hands every link to `apply`
+    /// in order and returns the small state; deletes the links the label does not list.
+    /// A link or part that cannot be read stops the worker (a panic), as a part does (see
+    /// [`StageCheckpoint::restored`]).
+    pub fn restore<D: DeserializeOwned, S: DeserializeOwned>(
+        &mut self,
+        ckpt: &StageCheckpoint,
+        mut apply: impl FnMut(D) -> usize,
+    ) -> Option<S> {
+        let label = ckpt.spec().restore?;
+        let part: Part<S> = ckpt.restored()?;
+        let dir = ckpt.chain_dir();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let listed = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".bin")?.parse::<u64>().ok())
+                .is_some_and(|l| part.links.contains(&l));
+            if !listed {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        for (i, &l) in part.links.iter().enumerate() {
+            let path = link_path(&dir, l);
+            let f = std::fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("reading checkpoint link {}: {e}", path.display()));
+            let link: D = bincode::deserialize_from(std::io::BufReader::new(f))
+                .unwrap_or_else(|e| panic!("decoding checkpoint link {}: {e}", path.display()));
+            let n = apply(link);
+            if i == 0 {
+                self.full_len = n;
+            } else {
+                self.changed_since_full += n;
+            }
+        }
+        self.files = part.links.iter().copied().collect();
+        self.firsts = BTreeMap::from([(label, part.links.first().copied().unwrap_or(label))]);
+        self.links = part.links;
+        Some(part.small)
+    }
+}
+
+/// The changes to a map since the previous label, or all of it: `(key, Some(value))` for
+/// a key present, `(key, None)` for one removed.
+pub type Changes<'a, K, V> = Vec<(K, Option<&'a V>)>;
+
+/// Applies a link read back to `map`; returns its entries.
+pub fn apply_to<K: std::hash::Hash + Eq, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    link: Vec<(K, Option<V>)>,
+) -> usize {
+    let n = link.len();
+    for (k, v) in link {
+        match v {
+            Some(v) => {
+                map.insert(k, v);
+            }
+            None => {
+                map.remove(&k);
+            }
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::graph::checkpoint::{CheckpointSpec, Writer, STAGES};
+
+    fn spec(dir: &Path, restore: Option<u64>) -> Arc<CheckpointSpec> {
+        Arc::new(CheckpointSpec {
+            dir: dir.to_path_buf(),
+            interval_ms: 10,
+            restore,
+            progress: Some((dir.join("progress"), "t".into())),
+            workers: 1,
+            writer: Arc::new(Writer::default()),
+        })
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn links_on_disk(ckpt: &StageCheckpoint) -> Vec<u64> {
+        let mut v: Vec<u64> = std::fs::read_dir(ckpt.chain_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".bin")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Saves `map` at `label`: the changed keys, or all of it when the chain wants a full link.
+    fn save(
+        chain: &mut Chain,
+        ckpt: &StageCheckpoint,
+        label: u64,
+        map: &HashMap<u32, String>,
+        touched: &[u32],
+    ) -> bool {
+        let full = chain.wants_full(touched.len());
+        let link: Changes<u32, String> = if full {
+            map.iter().map(|(k, v)| (*k, Some(v))).collect()
+        } else {
+            touched.iter().map(|k| (*k, map.get(k))).collect()
+        };
+        let n = link.len();
+        chain.save(label, ckpt, &label, &link, (full, n), None);
+        full
+    }
+
+    fn restore(dir: &Path, label: u64) -> (Chain, HashMap<u32, String>) {
+        let ckpt = StageCheckpoint::new(spec(dir, Some(label)), "windows", 0);
+        let mut chain = Chain::default();
+        let mut map = HashMap::new();
+        let small: u64 = chain
+            .restore(&ckpt, |link: Vec<(u32, Option<String>)>| {
+                apply_to(&mut map, link)
+            })
+            .expect("a part");
+        assert_eq!(small, label);
+        (chain, map)
+    }
+
+    #[test]
+    fn a_restore_reads_the_last_full_link_and_the_changes_after_it() {
+        let dir = std::env::temp_dir().join(format!("vigie-chain-{}", uuid::Uuid::new_v4()));
+        let ckpt = StageCheckpoint::new(spec(&dir, None), "windows", 0);
+        let mut chain = Chain::default();
+        let mut map: HashMap<u32, String> = (0..100).map(|k| (k, format!("v{k}"))).collect();
+        let mut at = HashMap::new();
+        let mut fulls = Vec::new();
+        for label in (10..=200).step_by(10) {
+            // Each label edits ten keys, removes one and adds one.
+            let l = label as u32;
+            let mut touched: Vec<u32> = (l..l + 10).map(|k| k % 120).collect();
+            for k in &touched {
+                map.insert(*k, format!("v{k}@{label}"));
+            }
+            map.remove(&(l % 97));
+            touched.push(l % 97);
+            if save(&mut chain, &ckpt, label as u64, &map, &touched) {
+                fulls.push(label);
+            }
+            at.insert(label as u64, map.clone());
+        }
+        ckpt.spec().writer.flush();
+        assert!(
+            fulls.len() >= 2 && fulls[0] == 10,
+            "full links rewritten as changes pile up: {fulls:?}"
+        );
+        // No label is usable (nothing committed): every link stays.
+        assert_eq!(links_on_disk(&ckpt).len(), 20);
+        // (Each restore deletes the links its label does not list: one per copy.)
+        for label in [10, 50, 120, 200] {
+            let copy = dir.with_extension(label.to_string());
+            copy_dir(&dir, &copy);
+            let (_, back) = restore(&copy, label);
+            assert_eq!(back, at[&label], "label {label}");
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+        // A restore deletes the links its label does not list (later ones, older ones).
+        let (chain, _) = restore(&dir, 120);
+        let first = *fulls.iter().rfind(|f| **f <= 120).unwrap() as u64;
+        assert_eq!(
+            links_on_disk(&ckpt),
+            (first..=120).step_by(10).collect::<Vec<_>>()
+        );
+        assert_eq!(chain.links.first(), Some(&first));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn links_go_once_the_newest_usable_label_does_not_list_them() {
+        let dir = std::env::temp_dir().join(format!("vigie-chain-{}", uuid::Uuid::new_v4()));
+        let ckpt = StageCheckpoint::new(spec(&dir, None), "windows", 0);
+        let mut chain = Chain::default();
+        let mut map: HashMap<u32, String> = HashMap::new();
+        let mut fulls = Vec::new();
+        for label in (10..=300u64).step_by(10) {
+            let k = label as u32 % 7;
+            map.insert(k, format!("{label}"));
+            if save(&mut chain, &ckpt, label, &map, &[k]) {
+                fulls.push(label);
+            }
+            ckpt.spec().writer.flush();
+            // The other stages' parts, and the sink's progress up to this label.
+            for stage in STAGES.iter().filter(|s| **s != "windows") {
+                let d = dir.join(format!("{label:020}"));
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join(format!("{stage}-0.bin")), b"").unwrap();
+            }
+            std::fs::write(dir.join("progress"), format!("t {label}\n")).unwrap();
+        }
+        // One more label makes 300 the newest usable one at save time.
+        map.insert(99, "x".into());
+        save(&mut chain, &ckpt, 310, &map, &[99]);
+        ckpt.spec().writer.flush();
+        let first = *fulls.last().unwrap();
+        let on_disk = links_on_disk(&ckpt);
+        assert_eq!(
+            on_disk.first(),
+            Some(&first),
+            "older links deleted: {on_disk:?} (full links {fulls:?})"
+        );
+        assert_eq!(on_disk.last(), Some(&310));
+        let (_, back) = restore(&dir, 310);
+        assert_eq!(back, map);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_not_written_keeps_the_labels_listing_it_incomplete_and_the_next_is_full() {
+        let dir = std::env::temp_dir().join(format!("vigie-chain-{}", uuid::Uuid::new_v4()));
+        let ckpt = StageCheckpoint::new(spec(&dir, None), "windows", 0);
+        let part = |label: u64| dir.join(format!("{label:020}")).join("windows-0.bin");
+        let mut chain = Chain::default();
+        let mut map: HashMap<u32, String> = (0..50).map(|k| (k, "a".into())).collect();
+        assert!(save(&mut chain, &ckpt, 10, &map, &[]));
+        ckpt.spec().writer.flush();
+        // The links' directory becomes a file: the next link cannot be written.
+        std::fs::remove_dir_all(ckpt.chain_dir()).unwrap();
+        std::fs::write(ckpt.chain_dir(), b"").unwrap();
+        map.insert(1, "b".into());
+        assert!(!save(&mut chain, &ckpt, 20, &map, &[1]));
+        ckpt.spec().writer.flush();
+        assert!(part(10).is_file());
+        assert!(
+            !part(20).is_file(),
+            "a part listing a missing link is not written"
+        );
+        std::fs::remove_file(ckpt.chain_dir()).unwrap();
+        map.insert(2, "c".into());
+        assert!(
+            chain.wants_full(1),
+            "the chain starts again from a full link"
+        );
+        assert!(save(&mut chain, &ckpt, 30, &map, &[2]));
+        ckpt.spec().writer.flush();
+        assert!(part(30).is_file());
+        let (_, back) = restore(&dir, 30);
+        assert_eq!(back, map);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
