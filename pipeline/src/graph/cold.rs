@@ -7,8 +7,10 @@
 //! bucket — of every organisation and source (or keyword) on the worker. Once a group has
 //! ended more than a horizon ([`HORIZON`] by default) before the latest hour bucket seen, a *sweep* (run
 //! when that clock passes into a new hour) writes its totals to one sorted file,
-//! `<dir>/<granularity>-<group start>-<generation>.bin`, and drops them from memory; so
-//! does every checkpoint, before it is written (it then holds only the recent totals).
+//! `<dir>/<granularity>-<group start>-<generation>.bin`, and drops them from memory.
+//! Checkpoints do not sweep: a group read back stays in memory until the next sweep, so
+//! that old mentions arriving one after another into it (a live feed's backfill) read
+//! and write its file once an hour, not once per label.
 //!
 //! A group is either wholly in memory or wholly in its file: any change to a key of a
 //! group on disk first reads the whole file back (*revives* the group); the next sweep
@@ -172,9 +174,9 @@ impl Cold {
     }
 
     /// The end at or before which groups are due to move to disk, when the clock has
-    /// passed into a new hour since the last sweep or `always` (`None` otherwise).
-    pub fn due(&mut self, always: bool) -> Option<i64> {
-        (always || self.index.clock > self.index.swept).then(|| {
+    /// passed into a new hour since the last sweep (`None` otherwise).
+    pub fn due(&mut self) -> Option<i64> {
+        (self.index.clock > self.index.swept).then(|| {
             self.index.swept = self.index.clock;
             self.index.clock - self.horizon
         })

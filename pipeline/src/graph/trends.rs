@@ -75,13 +75,12 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Totals<K> {
         shares[1].report(&gauges.trend_groups_on_disk, on_disk as i64);
     }
 
-    /// Moves the groups that ended long enough ago to disk, once per new hour or
-    /// `always`.
-    fn sweep(&mut self, always: bool) {
+    /// Moves the groups that ended long enough ago to disk, once per new hour.
+    fn sweep(&mut self) {
         let Some(cold) = &mut self.cold else {
             return;
         };
-        let Some(limit) = cold.due(always) else {
+        let Some(limit) = cold.due() else {
             return;
         };
         let mut due: BTreeMap<Group, Vec<(&K, &Sums)>> = BTreeMap::new();
@@ -108,7 +107,6 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for 
     /// Totals in memory go to the chain (those changed since the last label, or all of
     /// them); the part holds the index of the groups on disk, whose files are synced first.
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
-        self.sweep(true);
         // Files moved to disk are synced before the part that lists them is written.
         let files = self.cold.as_mut().map(Cold::take_unsynced);
         let before = files
@@ -234,7 +232,7 @@ where
                             out.push(((k, *entry), time, 1));
                         }
                     }
-                    totals.sweep(false);
+                    totals.sweep();
                     totals.report(&gauges, &mut shares);
                     if !out.is_empty() {
                         output.session(&cap).give_container(&mut out);
