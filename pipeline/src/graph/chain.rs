@@ -92,7 +92,10 @@ impl Chain {
         let bytes = match bincode::serialize(link) {
             Ok(b) => b,
             Err(e) => {
+                // The caller forgets its changes once this returns: start again from a
+                // full link.
                 tracing::warn!(path = %path.display(), error = %e, "cannot encode a checkpoint link");
+                self.links.clear();
                 return;
             }
         };
@@ -114,11 +117,13 @@ impl Chain {
                 small,
             },
             Box::new(move || {
-                if let Some(before) = before {
-                    before()?;
-                }
-                let written = std::fs::create_dir_all(&dir)
-                    .and_then(|()| crate::files::replace(&path, &bytes, true));
+                // Any failure before the link is on disk leaves it missing: later parts
+                // that list it must not be written either.
+                let written = before.map_or(Ok(()), |before| before()).and_then(|()| {
+                    std::fs::create_dir_all(&dir)?;
+                    crate::files::replace(&path, &bytes, true)?;
+                    Ok(())
+                });
                 let mut failed = failed.lock().expect("checkpoint chain");
                 if written.is_err() {
                     failed.insert(label);
@@ -413,7 +418,17 @@ mod tests {
         assert!(save(&mut chain, &ckpt, 30, &map, &[2]));
         ckpt.spec().writer.flush();
         assert!(part(30).is_file());
-        let (_, back) = restore(&dir, 30);
+        // Work that must precede the link (a trends stage's file sync) fails: the same.
+        map.insert(3, "d".into());
+        let link: Changes<u32, String> = vec![(3, map.get(&3))];
+        let failing: Before = Box::new(|| anyhow::bail!("sync failed"));
+        chain.save(40, &ckpt, &40u64, &link, (false, 1), Some(failing));
+        ckpt.spec().writer.flush();
+        assert!(!part(40).is_file());
+        assert!(chain.wants_full(0));
+        assert!(save(&mut chain, &ckpt, 50, &map, &[]));
+        ckpt.spec().writer.flush();
+        let (_, back) = restore(&dir, 50);
         assert_eq!(back, map);
         std::fs::remove_dir_all(&dir).unwrap();
     }
