@@ -169,8 +169,11 @@ impl FluvioLog {
                     .with_context(|| format!("deleting Fluvio topic {}", topic(name, g)))?;
             }
         }
-        let (generation, epochs, bytes, last_offset) = match chosen {
-            Some((g, read)) => (g, read.epochs, read.bytes, read.last_offset),
+        let (generation, epochs, bytes, last_offset, producer) = match chosen {
+            Some((g, read)) => {
+                let producer = Sender::open(&client, topic(name, g)).await?;
+                (g, read.epochs, read.bytes, read.last_offset, producer)
+            }
             None => {
                 let g = create_generation(
                     &client,
@@ -183,10 +186,9 @@ impl FluvioLog {
                 let (_, last) = sender
                     .send(&client, &[bincode::serialize(&Entry::Sealed)?])
                     .await?;
-                (g, Vec::new(), 0, last)
+                (g, Vec::new(), 0, last, sender)
             }
         };
-        let producer = Sender::open(&client, topic(name, generation)).await?;
         Ok((
             FluvioLog {
                 client,

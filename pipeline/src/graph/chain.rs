@@ -77,7 +77,8 @@ impl Chain {
     /// Queues this stage's part of `label`: `link` (every entry when `full`, else the
     /// changes; `entries` of them) goes to its own file, synced, before the part (`small`
     /// and the links to read); `before`, when given, runs first and must succeed. Then
-    /// deletes the links no restart can need any more.
+    /// deletes the links no restart can need any more, and returns the newest usable label
+    /// it went by (for the stage's other files).
     pub fn save<D: Serialize, S: Serialize>(
         &mut self,
         label: u64,
@@ -86,7 +87,7 @@ impl Chain {
         link: &D,
         (full, entries): (bool, usize),
         before: Option<Before>,
-    ) {
+    ) -> Option<u64> {
         let dir = ckpt.chain_dir();
         let path = link_path(&dir, label);
         let bytes = match bincode::serialize(link) {
@@ -96,7 +97,7 @@ impl Chain {
                 // full link.
                 tracing::warn!(path = %path.display(), error = %e, "cannot encode a checkpoint link");
                 self.links.clear();
-                return;
+                return None;
             }
         };
         if full {
@@ -135,9 +136,11 @@ impl Chain {
                 Ok(())
             }),
         );
-        if let Some(usable) = ckpt.spec().latest_usable() {
+        let usable = ckpt.spec().latest_usable();
+        if let Some(usable) = usable {
             self.collect(&ckpt.chain_dir(), usable);
         }
+        usable
     }
 
     /// Deletes the links older than the first one `usable` (the newest usable label)

@@ -120,13 +120,12 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for 
         };
         let entries = link.len();
         let small = self.cold.as_ref().map(Cold::index);
-        self.chain
+        let usable = self
+            .chain
             .save(label, ckpt, &small, &link, (full, entries), before);
         self.touched.clear();
-        if let Some(cold) = &mut self.cold {
-            if let Some(usable) = ckpt.spec().latest_usable() {
-                cold.collect(usable);
-            }
+        if let (Some(cold), Some(usable)) = (&mut self.cold, usable) {
+            cold.collect(usable);
         }
     }
 
