@@ -219,6 +219,7 @@ pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<
     let push_task = tokio::spawn(sink::push_alerts(alert_rx, publishers, metrics.clone()));
     let runtime = RuntimeConfig {
         skip_below: sink_cfg.skip_below,
+        log_slow_operators: settings.log_slow_operators,
         alert_tap: Some(AlertTap {
             tx: alert_tx,
             dropped: metrics.alerts_unpushed.clone(),

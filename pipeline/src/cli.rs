@@ -197,6 +197,10 @@ pub struct RunOpts {
     /// newest event time minus this still count in trends but join no window [default: 300]
     #[arg(long, env = "VIGIE_ALLOWED_LATENESS_SECS")]
     pub allowed_lateness_secs: Option<u64>,
+    /// Log a warning, with the operator's name, whenever one dataflow operator keeps a
+    /// worker busy this many milliseconds or longer (diagnosing latency; off by default)
+    #[arg(long, env = "VIGIE_LOG_SLOW_OPERATORS_MS")]
+    pub log_slow_operators_ms: Option<u64>,
 }
 
 /// `vigie rules …`.
@@ -425,6 +429,8 @@ pub struct FileConfig {
     pub fluvio_topic: Option<String>,
     /// See `--allowed-lateness-secs`.
     pub allowed_lateness_secs: Option<u64>,
+    /// See `--log-slow-operators-ms`.
+    pub log_slow_operators_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -471,6 +477,8 @@ pub struct RunSettings {
     pub scoring: crate::graph::score::ScoringSpec,
     /// Allowed lateness of event times.
     pub lateness: Duration,
+    /// Operator invocations at least this long are logged.
+    pub log_slow_operators: Option<Duration>,
 }
 
 impl GlobalOpts {
@@ -551,6 +559,10 @@ impl RunOpts {
             checkpoint_secs: self.checkpoint_secs.or(file.checkpoint_secs).unwrap_or(5),
             fluvio: self.fluvio.clone().or(file.fluvio.clone()),
             fluvio_topic: self.fluvio_topic.clone().or(file.fluvio_topic.clone()),
+            log_slow_operators: self
+                .log_slow_operators_ms
+                .or(file.log_slow_operators_ms)
+                .map(Duration::from_millis),
         }
     }
 }

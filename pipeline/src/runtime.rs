@@ -47,6 +47,9 @@ pub struct RuntimeConfig {
     /// Changes of dataflow times below this are in ClickHouse already and their alerts were
     /// pushed (the log's replay re-creates them): neither handed to the sink nor pushed.
     pub skip_below: u64,
+    /// Log every operator invocation that keeps a worker this long or longer (timely's
+    /// scheduling log; `None`: off, it costs a little per invocation).
+    pub log_slow_operators: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -60,6 +63,7 @@ impl Default for RuntimeConfig {
             channel_depth: 64,
             wal_max_bytes: 8 << 30,
             skip_below: 0,
+            log_slow_operators: None,
         }
     }
 }
@@ -134,6 +138,7 @@ impl Dataflow {
         let graph_checkpoint = graph.checkpoint.clone();
         let tap = cfg.alert_tap.clone();
         let skip_below = cfg.skip_below;
+        let slow = cfg.log_slow_operators;
         let worker_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("timely".into())
@@ -142,6 +147,9 @@ impl Dataflow {
                     let index = worker.index();
                     let rx = receivers[index].lock().ok().and_then(|mut r| r.take());
                     let Some(mut rx) = rx else { return };
+                    if let Some(threshold) = slow {
+                        log_slow_operators(worker, threshold);
+                    }
                     run_worker(
                         worker,
                         &mut rx,
@@ -186,6 +194,45 @@ impl Dataflow {
 const IN_FLIGHT_EPOCHS: usize = 64;
 /// … as long as they hold fewer records than this.
 const IN_FLIGHT_RECORDS: usize = 100_000;
+
+/// Logs (warning) every invocation of an operator that takes `threshold` or longer, with the
+/// operator's name: where a worker's time goes when epochs queue behind it.
+fn log_slow_operators(worker: &mut timely::worker::Worker, threshold: Duration) {
+    use timely::logging::{StartStop, TimelyEvent, TimelyEventBuilder};
+    let index = worker.index();
+    let mut names: HashMap<usize, String> = HashMap::new();
+    let mut started: HashMap<usize, Duration> = HashMap::new();
+    let Some(mut registry) = worker.log_register() else {
+        return;
+    };
+    registry.insert::<TimelyEventBuilder, _>("timely", move |_, events| {
+        for (at, event) in events.iter().flatten() {
+            match event {
+                TimelyEvent::Operates(o) => {
+                    names.insert(o.id, o.name.clone());
+                }
+                TimelyEvent::Schedule(s) => match s.start_stop {
+                    StartStop::Start => {
+                        started.insert(s.id, *at);
+                    }
+                    StartStop::Stop => {
+                        let took = started.remove(&s.id).map(|t| at.saturating_sub(t));
+                        if let Some(took) = took.filter(|t| *t >= threshold) {
+                            tracing::warn!(
+                                worker = index,
+                                operator = names.get(&s.id).map_or("?", String::as_str),
+                                id = s.id,
+                                ms = took.as_secs_f64() * 1e3,
+                                "slow operator"
+                            );
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+    });
+}
 
 fn run_worker(
     worker: &mut timely::worker::Worker,

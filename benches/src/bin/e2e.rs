@@ -125,6 +125,9 @@ struct Phase {
     rss_end: u64,
     cpu_cores: f64,
     ch_rows: u64,
+    /// vigie's own latency histograms over the phase: what of the alert latency is
+    /// inside vigie, and how slow its log's fsyncs were.
+    server: String,
 }
 
 impl Phase {
@@ -139,6 +142,39 @@ fn metric<T: std::str::FromStr>(metrics: &str, name: &str) -> Option<T> {
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// A histogram's cumulative bucket counts in `/metrics` text, by upper bound, then its count.
+fn histogram(metrics: &str, name: &str) -> (Vec<(String, u64)>, u64) {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets = metrics
+        .lines()
+        .filter_map(|l| {
+            let (le, n) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+            Some((le.to_string(), n.trim().parse().ok()?))
+        })
+        .collect();
+    (
+        buckets,
+        metric(metrics, &format!("{name}_count")).unwrap_or(0),
+    )
+}
+
+/// How many of a histogram's observations between two `/metrics` texts were above
+/// 50, 100 and 250 ms, as "N (> 50 ms: a, > 100 ms: b, > 250 ms: c)".
+fn slow_share(before: &str, after: &str, name: &str) -> String {
+    let ((b0, n0), (b1, n1)) = (histogram(before, name), histogram(after, name));
+    let n = n1.saturating_sub(n0);
+    let under = |le: &str| {
+        let at = |b: &[(String, u64)]| b.iter().find(|(l, _)| l == le).map_or(0, |x| x.1);
+        at(&b1).saturating_sub(at(&b0))
+    };
+    format!(
+        "{n} (> 50 ms: {}, > 100 ms: {}, > 250 ms: {})",
+        n - under("0.05").min(n),
+        n - under("0.1").min(n),
+        n - under("0.25").min(n)
+    )
 }
 
 fn committed_epoch(metrics: &str) -> Option<u64> {
@@ -283,6 +319,7 @@ impl Run<'_> {
         );
         let rows_before = inserted_rows(&self.http, self.ch).await;
         let cpu_before = cpu_seconds(vigie.pid());
+        let metrics_before = metrics(&self.http, &base).await;
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..self.connections {
@@ -416,6 +453,12 @@ impl Run<'_> {
             .collect();
         fresh_ms.sort_by(f64::total_cmp);
         alert_ms.sort_by(f64::total_cmp);
+        let metrics_after = metrics(&self.http, &base).await;
+        let server = format!(
+            "triggering epoch → alert handed to the push side (vigie_alert_latency_seconds): {}; log append + fsync per epoch (vigie_wal_sync_seconds): {}",
+            slow_share(&metrics_before, &metrics_after, "vigie_alert_latency_seconds"),
+            slow_share(&metrics_before, &metrics_after, "vigie_wal_sync_seconds"),
+        );
         Phase {
             name: name.into(),
             mentions: corpus.mentions,
@@ -429,6 +472,7 @@ impl Run<'_> {
             rss_end: rss_bytes(pid),
             cpu_cores,
             ch_rows,
+            server,
         }
     }
 }
@@ -831,6 +875,9 @@ async fn main() {
             p.ch_rows as f64 / p.visible_secs,
             p.refused
         );
+    }
+    for p in &phases {
+        println!("{} phase, inside vigie: {}", p.name, p.server);
     }
     let vigie_rate = phases[0].visible_rate();
     println!(

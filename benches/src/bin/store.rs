@@ -38,12 +38,17 @@ fn main() {
     let pid = std::process::id();
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
     let mut time = 0u64;
+    // Time the worker thread spends at checkpoint boundaries (what a label stalls the
+    // graph for): total, count and the slowest.
+    let (mut at_boundaries, mut boundaries, mut slowest) = (0f64, 0u32, 0f64);
     for (i, chunk) in corpus.chunks(BATCH).enumerate() {
         time += 1;
         if undo && i % 20 == 0 {
-            store
-                .boundary(time, time.checked_sub(20))
-                .expect("boundary");
+            let b0 = Instant::now();
+            store.boundary(time.checked_sub(20)).expect("boundary");
+            let took = b0.elapsed().as_secs_f64();
+            (at_boundaries, boundaries, slowest) =
+                (at_boundaries + took, boundaries + 1, slowest.max(took));
         }
         let mut seen = std::collections::HashSet::new();
         let writes: Vec<Write> = chunk
@@ -79,6 +84,14 @@ fn main() {
         rss_bytes(pid) >> 20,
         store.len()
     );
+    if boundaries > 0 {
+        println!(
+            "boundaries: {boundaries}, {:.1} ms in all, {:.2} ms mean, {:.2} ms slowest",
+            at_boundaries * 1e3,
+            at_boundaries * 1e3 / f64::from(boundaries),
+            slowest * 1e3
+        );
+    }
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
