@@ -48,6 +48,12 @@ use super::Upsert;
 const CACHE_BYTES: u64 = 32 << 20;
 /// Write buffer (memtable) of the disk store, per worker.
 const MEMTABLE_BYTES: u64 = 64 << 20;
+/// Write buffer of an undo keyspace. Every memtable rotation also rotates fjall's journal
+/// (an fsync under its lock) and every flush installs a new table version (fsyncs under
+/// the tree's lock), and the worker's writes wait for both; an interval's undo entries
+/// (~60 bytes per write: 15 MB at 50k writes/s over 5 s) mostly fit, so a keyspace is
+/// usually dropped before it was ever flushed.
+const UNDO_MEMTABLE_BYTES: u64 = 32 << 20;
 /// Level-0 tables before they are merged into level 1, and the size ratio between levels.
 /// Mention ids are random, so every merge into a level rewrites most of it: fewer merges
 /// into level 1 (8 tables of 64 MiB rather than fjall's 4 of 32) and smaller steps
@@ -329,28 +335,33 @@ pub fn undo_from(dir: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Syncs the store's journal (on the checkpoint writer's thread). fjall holds its journal's
-/// lock through the fsync, and the worker's next write waits for that lock. So the journal
-/// files are first synced through descriptors of their own, without the lock; fjall's own
-/// sync, which is what the checkpoint relies on, then has only the writes since left. In a
-/// 1 M e2e run (half load) the unlocked sync took 2–39 ms per label and the locked one
-/// 0.05–105 ms, under 0.2 ms in a third of the labels.
+/// Syncs the store's journal (on the checkpoint writer's thread) without holding fjall's
+/// journal lock through an fsync: the worker's next write waits for that lock. fjall's own
+/// `persist(SyncData)` fsyncs under it (0.05–105 ms per label in a 1 M e2e run at half
+/// load, and a 40 ms wait seen in the worker's commit), so only the buffer's flush into
+/// the file is done under the lock; the journal files are then fsynced through
+/// descriptors of their own, which makes every write committed before the flush durable
+/// (an fsync covers the file, whichever descriptor asks). Journals sealed before were
+/// synced by fjall when it rotated them; a journal gone by the time it is opened had
+/// been flushed into tables, which fjall syncs.
 fn sync_journal(db: &fjall::Database, dir: &Path) -> anyhow::Result<()> {
     db.persist(fjall::PersistMode::Buffer)?;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "jnl") {
-                // Only an early start: a failure here is the final sync's to report.
-                let _ = std::fs::File::open(e.path()).and_then(|f| f.sync_data());
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "jnl") {
+            match std::fs::File::open(&path).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => anyhow::bail!("syncing {}: {e}", path.display()),
             }
         }
     }
-    Ok(db.persist(fjall::PersistMode::SyncData)?)
+    Ok(())
 }
 
 fn undo_keyspace(db: &fjall::Database, name: &str) -> fjall::Result<fjall::Keyspace> {
     db.keyspace(name, || {
-        fjall::KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+        fjall::KeyspaceCreateOptions::default().max_memtable_size(UNDO_MEMTABLE_BYTES)
     })
 }
 
