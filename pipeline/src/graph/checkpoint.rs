@@ -23,7 +23,9 @@
 //! incomplete (logged). Older labels than the newest usable one are deleted by worker 0.
 //! An operator only encodes its state at the boundary; writing, syncing and renaming
 //! happen on a background thread ([`Writer`]), in the order the parts were queued, so the
-//! dataflow does not wait for the disk (a label is complete once its last part lands).
+//! dataflow does not wait for the disk (a label is complete once its last part lands) —
+//! unless the writer is two labels behind: then a boundary waits for it, so encoded parts
+//! never pile up in memory.
 //!
 //! The mention store is the one part too large to copy at every boundary: it keeps an undo
 //! log instead (see [`super::upsert`]) and rolls back to the label at restart. The stages
@@ -51,6 +53,9 @@ pub const STAGES: [&str; 6] = [
 /// A part's write, run by the writer thread.
 type Job = Box<dyn FnOnce() + Send>;
 
+/// How many labels' parts may wait for the writer thread before a boundary waits for it.
+const MAX_LABELS_QUEUED: usize = 2;
+
 /// The thread that writes checkpoint parts, and what they cost.
 #[derive(Debug, Default)]
 pub struct Writer {
@@ -75,8 +80,18 @@ fn finished(pending: &(Mutex<usize>, Condvar)) {
 }
 
 impl Writer {
-    fn submit(self: &Arc<Self>, job: Job) {
-        *self.pending.0.lock().expect("checkpoint writer") += 1;
+    /// Queues `job`, first waiting while `limit` parts or more are queued and not yet
+    /// written: a disk slower than the checkpoints holds the dataflow at its boundaries
+    /// (counted as their stall) instead of letting encoded parts pile up in memory.
+    fn submit(self: &Arc<Self>, job: Job, limit: usize) {
+        {
+            let (count, done) = &*self.pending;
+            let mut n = count.lock().expect("checkpoint writer");
+            while *n >= limit.max(1) {
+                n = done.wait(n).expect("checkpoint writer");
+            }
+            *n += 1;
+        }
         let mut queue = self.queue.lock().expect("checkpoint writer");
         let tx = queue.get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel::<Job>();
@@ -210,6 +225,7 @@ impl CheckpointSpec {
             }
         };
         let spec = self.clone();
+        let limit = MAX_LABELS_QUEUED * STAGES.len() * self.workers;
         self.writer.submit(Box::new(move || {
             let result = (|| -> anyhow::Result<()> {
                 if let Some(before) = before {
@@ -231,7 +247,7 @@ impl CheckpointSpec {
                     "cannot write a checkpoint; a restart uses an older one or replays the whole log"
                 ),
             }
-        }));
+        }), limit);
     }
 
     /// One operator's part of the checkpoint being restored (`None` when not restoring).
@@ -421,4 +437,49 @@ pub fn prepare(
     }
     spec.restore = label;
     Ok(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    /// With `limit` parts queued and not written, the next part waits until one is written.
+    #[test]
+    fn a_part_waits_while_the_writer_is_limit_parts_behind() {
+        let writer = Arc::new(Writer::default());
+        let (open, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let written = Arc::new(AtomicU64::new(0));
+        let job = |gate: Arc<Mutex<mpsc::Receiver<()>>>, written: Arc<AtomicU64>| -> Job {
+            Box::new(move || {
+                gate.lock().unwrap().recv().unwrap();
+                written.fetch_add(1, Relaxed);
+            })
+        };
+        writer.submit(job(gate.clone(), written.clone()), 2);
+        writer.submit(job(gate.clone(), written.clone()), 2);
+        let queued = Arc::new(AtomicBool::new(false));
+        let third = {
+            let (writer, queued) = (writer.clone(), queued.clone());
+            let job = job(gate.clone(), written.clone());
+            std::thread::spawn(move || {
+                writer.submit(job, 2);
+                queued.store(true, Relaxed);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !queued.load(Relaxed),
+            "a third part was queued while two waited for the writer"
+        );
+        open.send(()).unwrap();
+        third.join().unwrap();
+        assert!(queued.load(Relaxed));
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        writer.flush();
+        assert_eq!(written.load(Relaxed), 3);
+    }
 }
