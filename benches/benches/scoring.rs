@@ -54,6 +54,31 @@ fn scoring(c: &mut Criterion) {
             }
         })
     });
+    // What ingest and the score stage do besides scoring: a source's keywords matched
+    // against the text (three keywords, one of two words, as the demo's sources), and the
+    // story key (`virality::story_key`).
+    let keywords = [
+        "acme".to_string(),
+        "service client".to_string(),
+        "#acmeapp".to_string(),
+    ];
+    g.bench_function("matched_keywords", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(vigie_udfs::virality::matched_keywords(
+                    black_box(t),
+                    &keywords,
+                ));
+            }
+        })
+    });
+    g.bench_function("story_key", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(vigie_udfs::virality::story_key(black_box(t)));
+            }
+        })
+    });
     g.finish();
 }
 

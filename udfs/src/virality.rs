@@ -90,12 +90,27 @@ pub fn combine(engagement: f64, velocity_milli: u16) -> f64 {
 
 /// FNV-1a, 64 bits: stable across builds and platforms (story ids are stored).
 fn fnv(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut h = Fnv::new(seed);
+    bytes.into_iter().for_each(|b| h.byte(b));
+    h.0
+}
+
+/// FNV-1a fed piece by piece.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new(seed: u64) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325u64 ^ seed)
     }
-    h
+
+    fn byte(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|b| self.byte(*b));
+    }
 }
 
 /// The link a text shares, normalised: host lowercased without `www.`, no scheme, query,
@@ -128,16 +143,32 @@ pub fn shared_link(text: &str) -> Option<String> {
 /// leading `RT` are dropped.
 pub fn match_words(text: &str) -> Vec<String> {
     let mut words = Vec::new();
+    for_each_match_word(text, |w| {
+        words.push(w.to_string());
+        true
+    });
+    words
+}
+
+/// Calls `f` with each of [`match_words`]' words in turn, folded into one reused buffer,
+/// until `f` returns `false`: the same words without a `String` each.
+fn for_each_match_word(text: &str, mut f: impl FnMut(&str) -> bool) {
+    let mut word = String::new();
+    let mut first = true;
+    // Hands the word over (a leading "rt" is dropped) and empties it; `false`: stop.
+    let mut flush = |word: &mut String| -> bool {
+        if word.is_empty() {
+            return true;
+        }
+        let go = (first && word == "rt") || f(word);
+        first = false;
+        word.clear();
+        go
+    };
     for raw in text.split_whitespace() {
         if raw.starts_with('@') || raw.contains("://") || raw.starts_with("www.") {
             continue;
         }
-        let mut word = String::new();
-        let mut flush = |word: &mut String| {
-            if !word.is_empty() {
-                words.push(std::mem::take(word));
-            }
-        };
         for c in raw.chars() {
             match fold(c) {
                 Folded::One(a) if a.is_alphanumeric() => word.push(a),
@@ -146,15 +177,17 @@ pub fn match_words(text: &str) -> Vec<String> {
                     word.push(b);
                 }
                 // Apostrophes and hyphens split words ("l'acme", "acme-corp").
-                _ => flush(&mut word),
+                _ => {
+                    if !flush(&mut word) {
+                        return;
+                    }
+                }
             }
         }
-        flush(&mut word);
+        if !flush(&mut word) {
+            return;
+        }
     }
-    if words.first().is_some_and(|w| w == "rt") {
-        words.remove(0);
-    }
-    words
 }
 
 /// The story a mention belongs to: the link it shares when it has one, otherwise its
@@ -164,16 +197,19 @@ pub fn story_key(text: &str) -> u64 {
     if let Some(link) = shared_link(text) {
         return fnv(link.into_bytes(), 0x6c69_6e6b);
     }
-    let words = match_words(text);
-    if words.is_empty() {
+    // The words, each followed by a space, hashed as they come.
+    let mut h = Fnv::new(0x7465_7874);
+    let mut words = 0;
+    for_each_match_word(text, |w| {
+        h.bytes(w.as_bytes());
+        h.byte(b' ');
+        words += 1;
+        words < 30
+    });
+    if words == 0 {
         return fnv(text.trim().bytes(), 0x7261_7720);
     }
-    let mut bytes = Vec::new();
-    for w in words.iter().take(30) {
-        bytes.extend_from_slice(w.as_bytes());
-        bytes.push(b' ');
-    }
-    fnv(bytes, 0x7465_7874)
+    h.0
 }
 
 /// Which of `keywords` a text mentions: a keyword matches when its words (folded the same
@@ -183,21 +219,173 @@ pub fn matched_keywords(text: &str, keywords: &[String]) -> Vec<usize> {
     if keywords.is_empty() {
         return Vec::new();
     }
-    let words = match_words(text);
-    keywords
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| {
-            let kw = match_words(k);
-            !kw.is_empty() && words.windows(kw.len()).any(|w| w == kw.as_slice())
-        })
-        .map(|(i, _)| i)
-        .collect()
+    // The text's words in one buffer, by their spans; each keyword's the same way, in
+    // buffers reused from one keyword to the next.
+    let words = |text: &str, buf: &mut String, spans: &mut Vec<(usize, usize)>| {
+        buf.clear();
+        spans.clear();
+        for_each_match_word(text, |w| {
+            let start = buf.len();
+            buf.push_str(w);
+            spans.push((start, buf.len()));
+            true
+        });
+    };
+    let (mut text_buf, mut text_spans) = (String::new(), Vec::new());
+    words(text, &mut text_buf, &mut text_spans);
+    let (mut kw_buf, mut kw_spans) = (String::new(), Vec::new());
+    let mut matched = Vec::new();
+    for (i, k) in keywords.iter().enumerate() {
+        words(k, &mut kw_buf, &mut kw_spans);
+        let n = kw_spans.len();
+        let at = |start: usize| {
+            kw_spans
+                .iter()
+                .zip(&text_spans[start..start + n])
+                .all(|(k, t)| kw_buf[k.0..k.1] == text_buf[t.0..t.1])
+        };
+        if n > 0 && n <= text_spans.len() && (0..=text_spans.len() - n).any(at) {
+            matched.push(i);
+        }
+    }
+    matched
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `match_words`, `story_key` and `matched_keywords` as they were before the words were
+    /// folded into one reused buffer (a `String` per word): story ids are stored, so the
+    /// new code must give the very same keys.
+    mod before {
+        use super::super::{fnv, fold, shared_link, Folded};
+
+        pub fn match_words(text: &str) -> Vec<String> {
+            let mut words = Vec::new();
+            for raw in text.split_whitespace() {
+                if raw.starts_with('@') || raw.contains("://") || raw.starts_with("www.") {
+                    continue;
+                }
+                let mut word = String::new();
+                let mut flush = |word: &mut String| {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(word));
+                    }
+                };
+                for c in raw.chars() {
+                    match fold(c) {
+                        Folded::One(a) if a.is_alphanumeric() => word.push(a),
+                        Folded::Two(a, b) if a.is_alphanumeric() => {
+                            word.push(a);
+                            word.push(b);
+                        }
+                        _ => flush(&mut word),
+                    }
+                }
+                flush(&mut word);
+            }
+            if words.first().is_some_and(|w| w == "rt") {
+                words.remove(0);
+            }
+            words
+        }
+
+        pub fn story_key(text: &str) -> u64 {
+            if let Some(link) = shared_link(text) {
+                return fnv(link.into_bytes(), 0x6c69_6e6b);
+            }
+            let words = match_words(text);
+            if words.is_empty() {
+                return fnv(text.trim().bytes(), 0x7261_7720);
+            }
+            let mut bytes = Vec::new();
+            for w in words.iter().take(30) {
+                bytes.extend_from_slice(w.as_bytes());
+                bytes.push(b' ');
+            }
+            fnv(bytes, 0x7465_7874)
+        }
+
+        pub fn matched_keywords(text: &str, keywords: &[String]) -> Vec<usize> {
+            if keywords.is_empty() {
+                return Vec::new();
+            }
+            let words = match_words(text);
+            keywords
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| {
+                    let kw = match_words(k);
+                    !kw.is_empty() && words.windows(kw.len()).any(|w| w == kw.as_slice())
+                })
+                .map(|(i, _)| i)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn words_keys_and_keyword_matches_are_those_of_the_former_code() {
+        const PIECES: [&str; 28] = [
+            "RT",
+            "rt",
+            "@ana",
+            "https://acme.com/x?y=1",
+            "www.acme.fr",
+            "l'acme",
+            "acme-corp",
+            "#Acme",
+            "ACME",
+            "acmé",
+            "Œuvre",
+            "e\u{301}té",
+            "service",
+            "client",
+            "Service,",
+            "client!",
+            "😡",
+            "🙄",
+            "...",
+            "nul",
+            "très",
+            "déçu",
+            "42",
+            "x2",
+            "",
+            "  ",
+            "\t",
+            "straße",
+        ];
+        let keywords: Vec<String> = [
+            "acme",
+            "service client",
+            "#acme",
+            "très déçu",
+            "😡",
+            "x2 42",
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let text: Vec<&str> = (0..len)
+                .map(|i| PIECES[((seed >> (i % 50)) as usize + i * 7) % PIECES.len()])
+                .collect();
+            let text = text.join(if seed.is_multiple_of(3) { "  " } else { " " });
+            assert_eq!(match_words(&text), before::match_words(&text), "{text:?}");
+            assert_eq!(story_key(&text), before::story_key(&text), "{text:?}");
+            assert_eq!(
+                matched_keywords(&text, &keywords),
+                before::matched_keywords(&text, &keywords),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn heat_weights_decay_by_half_every_quarter_hour() {
