@@ -12,8 +12,9 @@
 //!   filters without reading a block.
 //!
 //! Checkpoints (see [`super::checkpoint`]): the disk store is too large to copy at every
-//! boundary, so every write also records, in the same atomic batch, the mention's previous
-//! body under `(dataflow time, key)` in an *undo* keyspace (one per checkpoint interval).
+//! boundary, so every batch of writes also records, in the same atomic batch, the
+//! mentions' previous bodies as one entry under `(dataflow time, sequence)` in an *undo*
+//! keyspace (one per checkpoint interval).
 //! At a boundary the store's journal is synced, so the store holds everything below it. A
 //! restart from label `L` undoes, newest first, every write at a time at or above `L`, and
 //! is then exactly the store of `L`. Undo keyspaces whose writes are all below the newest
@@ -90,6 +91,9 @@ pub struct Disk {
     keeper: Option<Keeper>,
     /// Sequence number of the next undo keyspace.
     next_undo: u64,
+    /// Sequence number of the next batch's undo entry (after its time in the entry's key,
+    /// so two batches at one time keep both).
+    undo_seq: u64,
     /// Live mentions (for the gauge).
     live: i64,
     /// Tests: write the memtable out as a table after every this many batches, so reads
@@ -174,6 +178,7 @@ impl MentionStore {
             undo: VecDeque::new(),
             keeper: None,
             next_undo: 0,
+            undo_seq: 0,
             live: 0,
             flush_every: None,
             batches: 0,
@@ -253,18 +258,13 @@ impl MentionStore {
                 }
                 let undo = d.undo.back().map(|u| &u.ks);
                 let mut batch = d.db.batch();
+                // One undo entry for the whole batch (not one per write: a second memtable
+                // insert for every write was ~half of the store's memtable work).
+                let mut undo_value = Vec::new();
                 for (k, next, prev) in changes {
                     let key = key_bytes(&k);
-                    let mut undo_key = Vec::with_capacity(40);
-                    undo_key.extend_from_slice(&time.to_be_bytes());
-                    undo_key.extend_from_slice(&key);
-                    // Empty: the mention was not live (an encoded body is never empty).
-                    if let Some(undo) = undo {
-                        batch.insert(
-                            undo,
-                            undo_key,
-                            prev.as_deref().map(encode).unwrap_or_default(),
-                        );
+                    if undo.is_some() {
+                        push_undo(&mut undo_value, &key, prev.as_deref().map(encode));
                     }
                     match next {
                         Some(b) => {
@@ -276,6 +276,13 @@ impl MentionStore {
                             d.live -= 1;
                         }
                     }
+                }
+                if let Some(undo) = undo {
+                    let mut undo_key = [0u8; 16];
+                    undo_key[..8].copy_from_slice(&time.to_be_bytes());
+                    undo_key[8..].copy_from_slice(&d.undo_seq.to_be_bytes());
+                    d.undo_seq += 1;
+                    batch.insert(undo, undo_key, undo_value);
                 }
                 batch
                     .commit()
@@ -357,6 +364,47 @@ fn sync_journal(db: &fjall::Database, dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Appends one write's undo record to a batch's undo entry: the mention's key, then its
+/// previous body (`None`: it was not live) as a flag and a length-prefixed encoding.
+fn push_undo(out: &mut Vec<u8>, key: &[u8; 32], prev: Option<Vec<u8>>) {
+    out.extend_from_slice(key);
+    match prev {
+        None => out.push(0),
+        Some(p) => {
+            out.push(1);
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(&p);
+        }
+    }
+}
+
+/// One write as an undo entry records it: the mention's key and its previous body.
+type UndoWrite<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The writes of a batch's undo entry, in write order.
+fn read_undo(mut v: &[u8]) -> anyhow::Result<Vec<UndoWrite<'_>>> {
+    let damaged = || anyhow::anyhow!("a damaged undo entry in the mention store");
+    let mut out = Vec::new();
+    while !v.is_empty() {
+        let (key, rest) = v.split_at_checked(33).ok_or_else(damaged)?;
+        let (key, live) = (&key[..32], key[32]);
+        v = rest;
+        let prev = match live {
+            0 => None,
+            1 => {
+                let (len, rest) = v.split_at_checked(4).ok_or_else(damaged)?;
+                let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                let (body, rest) = rest.split_at_checked(len).ok_or_else(damaged)?;
+                v = rest;
+                Some(body)
+            }
+            _ => return Err(damaged()),
+        };
+        out.push((key, prev));
+    }
+    Ok(out)
 }
 
 fn undo_keyspace(db: &fjall::Database, name: &str) -> fjall::Result<fjall::Keyspace> {
@@ -479,14 +527,22 @@ impl Disk {
             let ks = self.db.keyspace(name, Default::default)?;
             let mut batch = self.db.batch();
             for guard in ks.range(label.to_be_bytes()..).rev() {
-                let (k, prev) = guard.into_inner()?;
-                let key = &k[8..];
-                if prev.is_empty() {
-                    batch.remove(&self.bodies, key);
-                } else {
-                    batch.insert(&self.bodies, key, prev);
+                let (k, v) = guard.into_inner()?;
+                // `(time, sequence)`: a batch's writes (`push_undo`); `(time, key)`: one
+                // write, as stores written before batch entries hold them.
+                let writes = match k.len() {
+                    16 => read_undo(&v)?,
+                    40 => vec![(&k[8..], (!v.is_empty()).then_some(&v[..]))],
+                    n => anyhow::bail!("an undo entry of the mention store has a {n}-byte key"),
+                };
+                // Last write first: the state before the batch wins.
+                for (key, prev) in writes.into_iter().rev() {
+                    match prev {
+                        None => batch.remove(&self.bodies, key),
+                        Some(p) => batch.insert(&self.bodies, key, p),
+                    }
+                    undone += 1;
                 }
-                undone += 1;
             }
             batch.commit()?;
             self.db.delete_keyspace(ks)?;
@@ -786,5 +842,76 @@ mod tests {
         assert_eq!(read(&store, keys), again[&70], "store at label 70");
         drop(store);
         std::fs::remove_dir_all(&dir).expect("cleaning up");
+    }
+
+    /// Two batches at one dataflow time are both undone, and an undo entry of the former
+    /// layout (one write under `(time, key)`) is still read.
+    #[test]
+    fn rolls_back_two_batches_at_one_time_and_entries_of_the_former_layout() {
+        // Writes at times 10 (two batches) and 12 (one batch, and one write recorded the
+        // former way: key 4, not live before it).
+        let written = || {
+            let dir = std::env::temp_dir().join(format!("vigie-undo-{}", Uuid::new_v4().simple()));
+            let mut store = MentionStore::open(Some(&dir), true, None);
+            store.apply(10, vec![(key(1), Some(body("one".into())), None)]);
+            store.apply(10, vec![(key(2), Some(body("two".into())), None)]);
+            let one = store.get(&key(1));
+            store.apply(
+                12,
+                vec![
+                    (key(1), Some(body("one, edited".into())), one),
+                    (key(3), Some(body("three".into())), None),
+                ],
+            );
+            let MentionStore::Disk(d) = &store else {
+                panic!("a disk store")
+            };
+            let mut old_key = 12u64.to_be_bytes().to_vec();
+            old_key.extend_from_slice(&key_bytes(&key(4)));
+            let mut batch = d.db.batch();
+            let undo = &d.undo.back().expect("an undo keyspace").ks;
+            batch.insert(undo, old_key, Vec::<u8>::new());
+            batch.insert(&d.bodies, key_bytes(&key(4)), encode(&body("four".into())));
+            batch.commit().expect("writing");
+            assert_eq!(read(&store, 5).values().flatten().count(), 4);
+            dir
+        };
+
+        let dir = written();
+        let store = MentionStore::open(Some(&dir), true, Some(12));
+        let at_12: Snapshot = [(1, Some("one")), (2, Some("two"))]
+            .into_iter()
+            .map(|(i, t)| (i, t.map(str::to_string)))
+            .chain([(0, None), (3, None), (4, None)])
+            .collect();
+        assert_eq!(read(&store, 5), at_12, "store at label 12");
+        drop(store);
+        std::fs::remove_dir_all(&dir).expect("cleaning up");
+
+        let dir = written();
+        let store = MentionStore::open(Some(&dir), true, Some(10));
+        assert!(
+            read(&store, 5).values().all(Option::is_none),
+            "store at label 10"
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).expect("cleaning up");
+    }
+
+    #[test]
+    fn a_damaged_undo_entry_is_an_error_not_a_panic() {
+        let mut v = Vec::new();
+        push_undo(&mut v, &[7; 32], Some(b"body".to_vec()));
+        push_undo(&mut v, &[8; 32], None);
+        let writes = read_undo(&v).expect("well formed");
+        assert_eq!(
+            writes,
+            vec![(&[7u8; 32][..], Some(&b"body"[..])), (&[8u8; 32][..], None)]
+        );
+        for cut in 1..v.len() {
+            if cut != 41 {
+                assert!(read_undo(&v[..cut]).is_err(), "cut at {cut}");
+            }
+        }
     }
 }
