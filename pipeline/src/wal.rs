@@ -701,27 +701,8 @@ fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Engagement;
+    use crate::graph::records::fixtures::{body, key};
     use uuid::Uuid;
-
-    fn key(i: u128) -> MentionKey {
-        MentionKey {
-            org: Uuid::from_u128(1),
-            id: Uuid::from_u128(i),
-        }
-    }
-
-    fn body(text: &str) -> MentionBody {
-        MentionBody {
-            source: Uuid::from_u128(2),
-            created_at_us: 1_790_000_000_000_000,
-            text: text.into(),
-            author: "@a".into(),
-            url: "https://e.com".into(),
-            engagement: Engagement::default(),
-            keywords: Vec::new().into(),
-        }
-    }
 
     fn epoch(i: u128) -> Vec<(MentionKey, Option<MentionBody>)> {
         vec![

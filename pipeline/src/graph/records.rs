@@ -377,3 +377,32 @@ pub enum Change {
     /// A raised alert (+1 only).
     Alert(AlertRecord),
 }
+
+/// Mentions for unit tests: one organisation, one source.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{MentionBody, MentionKey};
+    use crate::domain::Engagement;
+    use uuid::Uuid;
+
+    /// Mention `i` of organisation 1.
+    pub fn key(i: u128) -> MentionKey {
+        MentionKey {
+            org: Uuid::from_u128(1),
+            id: Uuid::from_u128(i),
+        }
+    }
+
+    /// A body of source 2 with `text`.
+    pub fn body(text: &str) -> MentionBody {
+        MentionBody {
+            source: Uuid::from_u128(2),
+            created_at_us: 1_790_000_000_000_000,
+            text: text.into(),
+            author: "@a".into(),
+            url: "https://e.com".into(),
+            engagement: Engagement::default(),
+            keywords: Vec::new().into(),
+        }
+    }
+}

@@ -333,6 +333,11 @@ const UNDO_PREFIX: &str = "undo-";
 /// File naming the oldest label the store can roll back to.
 const UNDO_FROM: &str = "undo-from";
 
+/// Records (synced) `label` as the oldest the store under `dir` can roll back to.
+fn write_floor(dir: &Path, label: u64) -> std::io::Result<()> {
+    crate::files::replace(&dir.join(UNDO_FROM), label.to_string().as_bytes(), true)
+}
+
 /// The oldest label the store under `dir` can roll back to (`None`: no store there).
 pub fn undo_from(dir: &Path) -> Option<u64> {
     std::fs::read_to_string(dir.join(UNDO_FROM))
@@ -454,12 +459,7 @@ impl Keeper {
                         KeeperJob::Drop(from, old) => {
                             // The floor rises before anything it covers is gone: a crash
                             // in between leaves undo entries no restart will use.
-                            let raised = crate::files::replace(
-                                &dir.join(UNDO_FROM),
-                                from.to_string().as_bytes(),
-                                true,
-                            );
-                            if let Err(e) = raised {
+                            if let Err(e) = write_floor(&dir, from) {
                                 tracing::warn!(error = %e, dir = %dir.display(), "cannot record the mention store's undo floor; keeping its undo keyspaces");
                                 continue;
                             }
@@ -553,11 +553,7 @@ impl Disk {
         let ks = self.new_undo_keyspace()?;
         self.undo.push_back(Undo { ks, last: None });
         self.db.persist(fjall::PersistMode::SyncAll)?;
-        crate::files::replace(
-            &self.dir.join(UNDO_FROM),
-            label.to_string().as_bytes(),
-            true,
-        )?;
+        write_floor(&self.dir, label)?;
         self.keeper = Some(Keeper::start(
             self.db.clone(),
             self.dir.clone(),
@@ -627,7 +623,7 @@ impl Disk {
             None => Some(job),
         };
         if let Some(KeeperJob::Drop(from, old)) = unsent {
-            crate::files::replace(&self.dir.join(UNDO_FROM), from.to_string().as_bytes(), true)?;
+            write_floor(&self.dir, from)?;
             for ks in old {
                 self.db.delete_keyspace(ks)?;
             }
@@ -745,30 +741,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Engagement;
+    use crate::graph::records::fixtures::key;
     use rand::{rngs::StdRng, Rng, SeedableRng};
     use std::collections::BTreeMap;
     use uuid::Uuid;
 
     type Snapshot = BTreeMap<u128, Option<String>>;
 
-    fn key(i: u128) -> MentionKey {
-        MentionKey {
-            org: Uuid::from_u128(1),
-            id: Uuid::from_u128(i),
-        }
-    }
-
-    fn body(text: String) -> Arc<MentionBody> {
-        Arc::new(MentionBody {
-            source: Uuid::from_u128(2),
-            created_at_us: 1_790_000_000_000_000,
-            text: text.into(),
-            author: "@a".into(),
-            url: "https://e.com".into(),
-            engagement: Engagement::default(),
-            keywords: Vec::new().into(),
-        })
+    fn body(text: &str) -> Arc<MentionBody> {
+        Arc::new(crate::graph::records::fixtures::body(text))
     }
 
     fn read(store: &MentionStore, keys: u128) -> Snapshot {
@@ -798,7 +779,7 @@ mod tests {
             let mut writes: Vec<Write> = Vec::new();
             for _ in 0..rng.random_range(1..30) {
                 let i = rng.random_range(0..keys);
-                let next = (rng.random_range(0..4) > 0).then(|| body(format!("{i} at {t}")));
+                let next = (rng.random_range(0..4) > 0).then(|| body(&format!("{i} at {t}")));
                 if seen.insert(i) {
                     writes.push((key(i), next, store.get(&key(i))));
                 }
@@ -853,14 +834,14 @@ mod tests {
         let written = || {
             let dir = std::env::temp_dir().join(format!("vigie-undo-{}", Uuid::new_v4().simple()));
             let mut store = MentionStore::open(Some(&dir), true, None);
-            store.apply(10, vec![(key(1), Some(body("one".into())), None)]);
-            store.apply(10, vec![(key(2), Some(body("two".into())), None)]);
+            store.apply(10, vec![(key(1), Some(body("one")), None)]);
+            store.apply(10, vec![(key(2), Some(body("two")), None)]);
             let one = store.get(&key(1));
             store.apply(
                 12,
                 vec![
-                    (key(1), Some(body("one, edited".into())), one),
-                    (key(3), Some(body("three".into())), None),
+                    (key(1), Some(body("one, edited")), one),
+                    (key(3), Some(body("three")), None),
                 ],
             );
             let MentionStore::Disk(d) = &store else {
@@ -871,7 +852,7 @@ mod tests {
             let mut batch = d.db.batch();
             let undo = &d.undo.back().expect("an undo keyspace").ks;
             batch.insert(undo, old_key, Vec::<u8>::new());
-            batch.insert(&d.bodies, key_bytes(&key(4)), encode(&body("four".into())));
+            batch.insert(&d.bodies, key_bytes(&key(4)), encode(&body("four")));
             batch.commit().expect("writing");
             assert_eq!(read(&store, 5).values().flatten().count(), 4);
             dir
