@@ -175,6 +175,10 @@ struct Run {
     acked: Mutex<Vec<u64>>,
     acked_count: AtomicU64,
     refused_503: AtomicU64,
+    /// Clients start no new batch while this many mentions or more are acknowledged: the
+    /// point of the next kill or outage, so the load cannot finish while the controller is
+    /// busy (restarting ClickHouse after an outage takes seconds) and skip the faults due.
+    hold_at: AtomicU64,
 }
 
 /// Bytes of the log, as the running vigie reports them (`vigie_wal_bytes`).
@@ -309,6 +313,9 @@ async fn client_loop(
         .build()
         .unwrap_or_default();
     loop {
+        while run.acked_count.load(Ordering::SeqCst) >= run.hold_at.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let b = run.next_batch.fetch_add(1, Ordering::SeqCst);
         if b * opts_batch >= target {
             return;
@@ -455,6 +462,7 @@ async fn main() -> anyhow::Result<()> {
         acked: Mutex::new(Vec::new()),
         acked_count: AtomicU64::new(0),
         refused_503: AtomicU64::new(0),
+        hold_at: AtomicU64::new(u64::MAX),
     });
     const ROOMY: u64 = 64 << 30;
     let (mut child, base) = spawn_vigie(&opts, &vigie_ch_url, &db, &data_dir, ROOMY)?;
@@ -480,6 +488,8 @@ async fn main() -> anyhow::Result<()> {
     let mut outage_ends: Option<Instant> = None;
     let (mut tight_now, mut refused_at_restart) = (false, 0u64);
     let mut restarted_at: Option<Instant> = None;
+    // The acknowledged count at which a fault due at `f` of the load happens.
+    let at = |f: f64| (f * opts.mentions as f64).ceil() as u64;
     while run.acked_count.load(Ordering::SeqCst) < opts.mentions {
         let acked_now = run.acked_count.load(Ordering::SeqCst);
         if acked_now > last_progress.0 {
@@ -490,7 +500,6 @@ async fn main() -> anyhow::Result<()> {
                 max_recovery = max_recovery.max(t.elapsed());
             }
         }
-        let progress = acked_now as f64 / opts.mentions as f64;
         // A tight budget stalls the load with 503s until the next restart. (Only then: a
         // restart replaying a long log also makes no progress for a while, and must not be
         // killed for it.)
@@ -499,7 +508,7 @@ async fn main() -> anyhow::Result<()> {
             && outage_ends.is_none()
             && run.refused_503.load(Ordering::Relaxed) > refused_at_restart;
         if stalled
-            || (kills < opts.kills && progress >= (kills + 1) as f64 / (opts.kills + 1) as f64)
+            || (kills < opts.kills && acked_now >= at((kills + 1) as f64 / (opts.kills + 1) as f64))
         {
             let old_base = run.base.lock().map_err(|_| anyhow::anyhow!("lock"))?.take();
             let fluvio_bytes = match (&opts.fluvio, old_base) {
@@ -530,7 +539,7 @@ async fn main() -> anyhow::Result<()> {
             *run.base.lock().map_err(|_| anyhow::anyhow!("lock"))? = Some(base);
         } else if outage_ends.is_none()
             && outages < opts.outages
-            && progress >= (outages as f64 + 0.5) / (opts.outages + 1) as f64
+            && acked_now >= at((outages as f64 + 0.5) / (opts.outages + 1) as f64)
         {
             // ClickHouse goes away for 1–3 s; kills may happen meanwhile (crash during flush).
             outages += 1;
@@ -542,6 +551,14 @@ async fn main() -> anyhow::Result<()> {
             outage_ends = None;
             last_progress = (acked_now, Instant::now());
         }
+        // Hold the clients at the next fault's point until it has happened.
+        let next_kill =
+            (kills < opts.kills).then(|| at((kills + 1) as f64 / (opts.kills + 1) as f64));
+        let next_outage = (outage_ends.is_none() && outages < opts.outages)
+            .then(|| at((outages as f64 + 0.5) / (opts.outages + 1) as f64));
+        let hold = next_kill.into_iter().chain(next_outage).min();
+        run.hold_at
+            .store(hold.unwrap_or(u64::MAX), Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         if started.elapsed() > Duration::from_secs(3600) {
             bail!("the load did not finish within an hour");
