@@ -2,7 +2,9 @@
 //! identical repeats, deletions and out-of-order event times go in epoch by epoch; after
 //! every epoch the accumulated output equals a plain recomputation over the model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use differential_dataflow::difference::Semigroup;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -11,7 +13,9 @@ use timely::dataflow::operators::Input;
 use timely::dataflow::InputHandle;
 use uuid::Uuid;
 use vigie_pipeline::domain::{Engagement, Granularity};
-use vigie_pipeline::graph::records::{Change, MentionBody, MentionKey, Sums, TrendKey};
+use vigie_pipeline::graph::records::{
+    Change, KeywordTrendKey, MentionBody, MentionKey, Sums, TrendKey,
+};
 use vigie_pipeline::graph::score::{score_one, ScoringSpec};
 use vigie_pipeline::graph::GraphSpec;
 use vigie_pipeline::graph::{build, Upsert};
@@ -51,14 +55,29 @@ fn body(rng: &mut StdRng, sources: &[Uuid]) -> MentionBody {
             replies: 0,
             author_followers: 5,
         },
-        keywords: Vec::new().into(),
+        keywords: KEYWORDS[rng.random_range(0..KEYWORDS.len())]
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .into(),
     }
 }
+
+/// Keywords a mention matched, as ingest records them; a source may list one twice, and it
+/// counts once.
+const KEYWORDS: &[&[&str]] = &[
+    &[],
+    &["acme"],
+    &["nimbus", "acme"],
+    &["acme", "acme"],
+    &["nimbus"],
+];
 
 /// Plain recomputation: every change the graph should currently hold.
 fn oracle(model: &HashMap<MentionKey, MentionBody>, cfg: &ScoreConfig) -> BTreeMap<Change, isize> {
     let mut out = BTreeMap::new();
     let mut trends: BTreeMap<TrendKey, Sums> = BTreeMap::new();
+    let mut keyword_trends: BTreeMap<KeywordTrendKey, Sums> = BTreeMap::new();
     for (k, b) in model {
         let s = score_one(*k, b.clone().into(), cfg);
         let secs = b.created_at_us.div_euclid(1_000_000);
@@ -69,14 +88,28 @@ fn oracle(model: &HashMap<MentionKey, MentionBody>, cfg: &ScoreConfig) -> BTreeM
                 bucket: g.bucket_start(secs),
                 source: b.source,
             };
-            let e = trends.entry(key).or_default();
-            use differential_dataflow::difference::Semigroup;
-            e.plus_equals(&s.sums());
+            trends.entry(key).or_default().plus_equals(&s.sums());
+            let keywords: BTreeSet<&String> = b.keywords.iter().collect();
+            for keyword in keywords {
+                let key = KeywordTrendKey {
+                    org: k.org,
+                    granularity: g,
+                    bucket: g.bucket_start(secs),
+                    keyword: keyword.clone(),
+                };
+                keyword_trends
+                    .entry(key)
+                    .or_default()
+                    .plus_equals(&s.sums());
+            }
         }
         out.insert(Change::Mention(s), 1);
     }
     for (k, s) in trends {
         out.insert(Change::Trend(k, s), 1);
+    }
+    for (k, s) in keyword_trends {
+        out.insert(Change::KeywordTrend(k, s), 1);
     }
     out
 }

@@ -1,10 +1,10 @@
 //! Trends stage: per (org, granularity, bucket, source), the accumulated [`Sums`] of the
 //! mentions whose event time falls in the bucket.
 //!
-//! Each scored mention is exploded into one record per granularity whose *difference* is
-//! the mention's sums; [`accumulate`] keeps each key's accumulated value and reports it
-//! whenever it changes (retracting the previous value) — what DD's `count_total` does, with
-//! state vigie can checkpoint. A retracted or re-scored mention therefore updates every
+//! Each scored mention counts under one key per granularity, its sums (negated for a
+//! retraction) being the key's *difference*; [`accumulate`] keeps each key's accumulated
+//! value and reports it whenever it changes (retracting the previous value) — what DD's
+//! `count_total` does over the exploded records, with state vigie can checkpoint. A retracted or re-scored mention therefore updates every
 //! trend row it counted in.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,18 +12,19 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use differential_dataflow::difference::{IsZero, Semigroup};
+use differential_dataflow::difference::{IsZero, Multiply, Semigroup};
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 
 use super::chain::{Before, Chain, Changes};
 use super::checkpoint::{frontier_time, CheckpointSpec, StageCheckpoint};
 use super::cold::{sync, Bucketed, Cold, ColdIndex, Group};
-use super::ordered::{save_if_crossed, Checkpointed, TimeStash};
+use super::ordered::{save_if_crossed, Checkpointed};
 use super::records::{KeywordTrendKey, Scored, Sums, TrendKey};
 use super::{GaugeShare, StateGauges};
 use crate::domain::Granularity;
@@ -163,20 +164,31 @@ pub struct TrendSpec {
     pub checkpoint: Option<Arc<CheckpointSpec>>,
 }
 
-/// Per key, the accumulated difference of `records`, as `(key, total)` with `+1`, whose
-/// previous total is retracted when it changes (`count_total`'s output). Each dataflow
-/// time is applied once the frontier has passed it, in time order. `stage` names the
-/// checkpoint part and the stage's directory under `spec.dir`.
-pub fn accumulate<'s, K>(
-    records: VecCollection<'s, u64, K, Sums>,
+/// Per time, each key's summed difference, with a capability for the time.
+type Deltas<K> = BTreeMap<u64, (Capability<u64>, BTreeMap<K, Sums>)>;
+
+/// Per key, the accumulated sums of the mentions `keys` puts under it, as `(key, total)`
+/// with `+1`, whose previous total is retracted when it changes (`count_total`'s output
+/// over the mentions exploded into `(key, sums)` records). Each dataflow time is applied
+/// once the frontier has passed it, in time order. `stage` names the checkpoint part and
+/// the stage's directory under `spec.dir`.
+///
+/// The mentions are summed per key as they arrive, so a time holds one `Sums` per key it
+/// touched, not one record per mention and key: materialising those records (and the
+/// vectors holding them) was the largest part of both trends stages, most of it page
+/// faults as the vectors grew (profile of the max phase, benches/README.md).
+pub fn accumulate<'s, K, E>(
+    scored: VecCollection<'s, u64, Scored>,
+    mut keys: E,
     name: &str,
     stage: &'static str,
     spec: TrendSpec,
 ) -> VecCollection<'s, u64, (K, Sums)>
 where
     K: ExchangeData + Ord + std::hash::Hash + Serialize + DeserializeOwned + Bucketed,
+    E: FnMut(&Scored, &mut Vec<K>) + 'static,
 {
-    let worker = records.inner.scope().index();
+    let worker = scored.inner.scope().index();
     let mut ckpt = spec
         .checkpoint
         .map(|spec| StageCheckpoint::new(spec, stage, worker));
@@ -197,24 +209,37 @@ where
     }
     let gauges = spec.gauges;
     let mut shares: [GaugeShare; 2] = Default::default();
-    let mut stash: TimeStash<(K, Sums)> = TimeStash::default();
-    let exchange = Exchange::new(|(k, _, _): &(K, u64, Sums)| k.hashed());
-    records
+    let mut stash: Deltas<K> = BTreeMap::new();
+    let mut mention_keys: Vec<K> = Vec::new();
+    // A key's hash is its organisation's, as is a mention's: the same worker as before.
+    let exchange = Exchange::new(|(m, _, _): &(Scored, u64, isize)| m.key.hashed());
+    scored
         .inner
         .unary_frontier(exchange, name, move |_, _| {
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
                     let least = cap.retain_least(0).expect("one output");
-                    for (k, t, s) in data.drain(..) {
-                        stash.push(&least, t, (k, s));
+                    for (m, t, r) in data.drain(..) {
+                        keys(&m, &mut mention_keys);
+                        if mention_keys.is_empty() {
+                            continue;
+                        }
+                        let sums = m.sums().multiply(&r);
+                        let deltas = &mut stash
+                            .entry(t)
+                            .or_insert_with(|| (least.delayed(&t), BTreeMap::new()))
+                            .1;
+                        for k in mention_keys.drain(..) {
+                            deltas.entry(k).or_default().plus_equals(&sums);
+                        }
                     }
                 });
-                while let Some((time, cap, list)) = stash.pop_ready(frontier) {
-                    save_if_crossed(&mut ckpt, &mut totals, time);
-                    let mut deltas: BTreeMap<K, Sums> = BTreeMap::new();
-                    for (k, s) in list {
-                        deltas.entry(k).or_default().plus_equals(&s);
+                while let Some(entry) = stash.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
                     }
+                    let (time, (cap, deltas)) = entry.remove_entry();
+                    save_if_crossed(&mut ckpt, &mut totals, time);
                     let mut out = Vec::with_capacity(2 * deltas.len());
                     for (k, delta) in deltas {
                         if delta.is_zero() {
@@ -269,11 +294,13 @@ pub fn trends<'s>(
     scored: VecCollection<'s, u64, Scored>,
     spec: TrendSpec,
 ) -> VecCollection<'s, u64, (TrendKey, Sums)> {
-    let records = scored.explode(|m| {
-        let sums = m.sums();
-        trend_keys(&m).map(|k| (k, sums))
-    });
-    accumulate(records, "Trends", "trends", spec)
+    accumulate(
+        scored,
+        |m, keys| keys.extend(trend_keys(m)),
+        "Trends",
+        "trends",
+        spec,
+    )
 }
 
 /// The keyword trends stage: per (org, granularity, bucket, keyword), the accumulated sums of
@@ -282,27 +309,30 @@ pub fn keyword_trends<'s>(
     scored: VecCollection<'s, u64, Scored>,
     spec: TrendSpec,
 ) -> VecCollection<'s, u64, (KeywordTrendKey, Sums)> {
-    let records = scored.filter(|m| !m.body.keywords.is_empty()).explode(|m| {
-        let sums = m.sums();
-        let t = m.created_at_secs();
-        let mut keywords: Vec<&String> = m.body.keywords.iter().collect();
-        keywords.sort();
-        keywords.dedup();
-        let mut out = Vec::with_capacity(keywords.len() * 4);
-        for k in keywords {
-            for g in Granularity::ALL {
-                out.push((
-                    KeywordTrendKey {
+    let mut words: Vec<usize> = Vec::new();
+    accumulate(
+        scored,
+        move |m, keys| {
+            // Each keyword once, however often the source lists it.
+            let keywords = &m.body.keywords;
+            words.clear();
+            words.extend(0..keywords.len());
+            words.sort_unstable_by(|&a, &b| keywords[a].cmp(&keywords[b]));
+            words.dedup_by(|a, b| keywords[*a] == keywords[*b]);
+            let t = m.created_at_secs();
+            for k in words.iter().map(|&i| &keywords[i]) {
+                for g in Granularity::ALL {
+                    keys.push(KeywordTrendKey {
                         org: m.key.org,
                         granularity: g,
                         bucket: g.bucket_start(t),
                         keyword: k.clone(),
-                    },
-                    sums,
-                ));
+                    });
+                }
             }
-        }
-        out
-    });
-    accumulate(records, "KeywordTrends", "keyword-trends", spec)
+        },
+        "KeywordTrends",
+        "keyword-trends",
+        spec,
+    )
 }
