@@ -166,20 +166,32 @@ fn for_each_match_word(text: &str, mut f: impl FnMut(&str) -> bool) {
         go
     };
     for raw in text.split_whitespace() {
-        if raw.starts_with('@') || raw.contains("://") || raw.starts_with("www.") {
+        let bytes = raw.as_bytes();
+        if bytes[0] == b'@' || bytes.starts_with(b"www.") || bytes.windows(3).any(|w| w == b"://") {
             continue;
         }
-        for c in raw.chars() {
-            match fold(c) {
-                Folded::One(a) if a.is_alphanumeric() => word.push(a),
-                Folded::Two(a, b) if a.is_alphanumeric() => {
-                    word.push(a);
-                    word.push(b);
+        if raw.is_ascii() {
+            // Most words: ASCII letters and digits folded by lowercasing, anything else splits.
+            for &b in bytes {
+                if b.is_ascii_alphanumeric() {
+                    word.push(char::from(b.to_ascii_lowercase()));
+                } else if !flush(&mut word) {
+                    return;
                 }
-                // Apostrophes and hyphens split words ("l'acme", "acme-corp").
-                _ => {
-                    if !flush(&mut word) {
-                        return;
+            }
+        } else {
+            for c in raw.chars() {
+                match fold(c) {
+                    Folded::One(a) if a.is_alphanumeric() => word.push(a),
+                    Folded::Two(a, b) if a.is_alphanumeric() => {
+                        word.push(a);
+                        word.push(b);
+                    }
+                    // Apostrophes and hyphens split words ("l'acme", "acme-corp").
+                    _ => {
+                        if !flush(&mut word) {
+                            return;
+                        }
                     }
                 }
             }
