@@ -29,6 +29,34 @@ use super::records::{KeywordTrendKey, Scored, Sums, TrendKey};
 use super::{GaugeShare, StateGauges};
 use crate::domain::Granularity;
 
+/// A trend key at the hour, widened to every granularity: the same key with granularity
+/// `g` and the bucket of `g` holding the hour. Days, weeks and months start on an hour, so
+/// the bucket of the hour's start is the bucket of every time within the hour.
+pub trait Widen: Bucketed + Sized {
+    /// This key at granularity `g` (`self` is an hour key).
+    fn at(&self, g: Granularity) -> Self;
+}
+
+impl Widen for TrendKey {
+    fn at(&self, g: Granularity) -> Self {
+        TrendKey {
+            granularity: g,
+            bucket: g.bucket_start(self.bucket),
+            ..self.clone()
+        }
+    }
+}
+
+impl Widen for KeywordTrendKey {
+    fn at(&self, g: Granularity) -> Self {
+        KeywordTrendKey {
+            granularity: g,
+            bucket: g.bucket_start(self.bucket),
+            ..self.clone()
+        }
+    }
+}
+
 /// The trend keys a mention counts in, one per granularity.
 pub fn trend_keys(m: &Scored) -> [TrendKey; 4] {
     let t = m.created_at_secs();
@@ -164,28 +192,30 @@ pub struct TrendSpec {
     pub checkpoint: Option<Arc<CheckpointSpec>>,
 }
 
-/// Per time, each key's summed difference, with a capability for the time.
+/// Per time, each hour key's summed difference, with a capability for the time.
 type Deltas<K> = BTreeMap<u64, (Capability<u64>, BTreeMap<K, Sums>)>;
 
-/// Per key, the accumulated sums of the mentions `keys` puts under it, as `(key, total)`
-/// with `+1`, whose previous total is retracted when it changes (`count_total`'s output
-/// over the mentions exploded into `(key, sums)` records). Each dataflow time is applied
-/// once the frontier has passed it, in time order. `stage` names the checkpoint part and
-/// the stage's directory under `spec.dir`.
+/// Per key, the accumulated sums of the mentions counted under it, as `(key, total)` with
+/// `+1`, whose previous total is retracted when it changes (`count_total`'s output over
+/// the mentions exploded into `(key, sums)` records). `hour_keys` gives a mention's keys
+/// at the hour; each counts at every granularity ([`Widen`]). Each dataflow time is
+/// applied once the frontier has passed it, in time order. `stage` names the checkpoint
+/// part and the stage's directory under `spec.dir`.
 ///
-/// The mentions are summed per key as they arrive, so a time holds one `Sums` per key it
-/// touched, not one record per mention and key: materialising those records (and the
-/// vectors holding them) was the largest part of both trends stages, most of it page
-/// faults as the vectors grew (profile of the max phase, benches/README.md).
+/// The mentions are summed per hour key as they arrive, and widened per time, so a time
+/// holds one `Sums` per hour key it touched, not one record per mention and granularity:
+/// materialising those records (and the vectors holding them) was the largest part of both
+/// trends stages, most of it page faults as the vectors grew (profile of the max phase,
+/// benches/README.md).
 pub fn accumulate<'s, K, E>(
     scored: VecCollection<'s, u64, Scored>,
-    mut keys: E,
+    mut hour_keys: E,
     name: &str,
     stage: &'static str,
     spec: TrendSpec,
 ) -> VecCollection<'s, u64, (K, Sums)>
 where
-    K: ExchangeData + Ord + std::hash::Hash + Serialize + DeserializeOwned + Bucketed,
+    K: ExchangeData + Ord + std::hash::Hash + Serialize + DeserializeOwned + Widen,
     E: FnMut(&Scored, &mut Vec<K>) + 'static,
 {
     let worker = scored.inner.scope().index();
@@ -220,7 +250,7 @@ where
                 input.for_each(|cap, data| {
                     let least = cap.retain_least(0).expect("one output");
                     for (m, t, r) in data.drain(..) {
-                        keys(&m, &mut mention_keys);
+                        hour_keys(&m, &mut mention_keys);
                         if mention_keys.is_empty() {
                             continue;
                         }
@@ -238,8 +268,14 @@ where
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
-                    let (time, (cap, deltas)) = entry.remove_entry();
+                    let (time, (cap, hours)) = entry.remove_entry();
                     save_if_crossed(&mut ckpt, &mut totals, time);
+                    let mut deltas: BTreeMap<K, Sums> = BTreeMap::new();
+                    for (k, sums) in hours {
+                        for g in Granularity::ALL {
+                            deltas.entry(k.at(g)).or_default().plus_equals(&sums);
+                        }
+                    }
                     let mut out = Vec::with_capacity(2 * deltas.len());
                     for (k, delta) in deltas {
                         if delta.is_zero() {
@@ -296,7 +332,14 @@ pub fn trends<'s>(
 ) -> VecCollection<'s, u64, (TrendKey, Sums)> {
     accumulate(
         scored,
-        |m, keys| keys.extend(trend_keys(m)),
+        |m, keys| {
+            keys.push(TrendKey {
+                org: m.key.org,
+                granularity: Granularity::Hour,
+                bucket: Granularity::Hour.bucket_start(m.created_at_secs()),
+                source: m.body.source,
+            })
+        },
         "Trends",
         "trends",
         spec,
@@ -319,16 +362,14 @@ pub fn keyword_trends<'s>(
             words.extend(0..keywords.len());
             words.sort_unstable_by(|&a, &b| keywords[a].cmp(&keywords[b]));
             words.dedup_by(|a, b| keywords[*a] == keywords[*b]);
-            let t = m.created_at_secs();
+            let hour = Granularity::Hour.bucket_start(m.created_at_secs());
             for k in words.iter().map(|&i| &keywords[i]) {
-                for g in Granularity::ALL {
-                    keys.push(KeywordTrendKey {
-                        org: m.key.org,
-                        granularity: g,
-                        bucket: g.bucket_start(t),
-                        keyword: k.clone(),
-                    });
-                }
+                keys.push(KeywordTrendKey {
+                    org: m.key.org,
+                    granularity: Granularity::Hour,
+                    bucket: hour,
+                    keyword: k.clone(),
+                });
             }
         },
         "KeywordTrends",
