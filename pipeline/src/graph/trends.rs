@@ -42,7 +42,7 @@ impl Widen for TrendKey {
         TrendKey {
             granularity: g,
             bucket: g.bucket_start(self.bucket),
-            ..self.clone()
+            ..*self
         }
     }
 }
