@@ -46,8 +46,9 @@ pub struct Candidate {
     pub virality: i32,
     /// Velocity, thousandths.
     pub velocity: u16,
-    /// The first 140 characters of its text.
-    pub excerpt: String,
+    /// Its text, shared with the mention's body; an alert quotes the first 140 characters
+    /// (cut only when one is raised: most negative mentions raise none).
+    pub text: Arc<str>,
 }
 
 /// Input of the alerts stage.
@@ -207,16 +208,13 @@ fn mention_alert(c: &Candidate, rules: &AlertRules) -> AlertRecord {
     let minute = c.t_us.div_euclid(60_000_000) * 60;
     let virality = f64::from(c.virality) / 1e6;
     let spread = 2f64.powf(7.0 * f64::from(c.velocity) / 1000.0);
+    let quote = excerpt(&c.text, 140);
     let message = if c.velocity > 0 {
         format!(
-            "Negative mention going viral (virality {virality:.1}; its story is spreading {spread:.1}x faster than usual): \"{}\"",
-            c.excerpt
+            "Negative mention going viral (virality {virality:.1}; its story is spreading {spread:.1}x faster than usual): \"{quote}\""
         )
     } else {
-        format!(
-            "Negative mention going viral (virality {virality:.1}): \"{}\"",
-            c.excerpt
-        )
+        format!("Negative mention going viral (virality {virality:.1}): \"{quote}\"")
     };
     AlertRecord {
         id: alert_id(c.org, AlertType::CriticalMention, &key, minute + 60),
@@ -320,7 +318,7 @@ pub fn alerts<'s>(
             source: s.body.source,
             virality: s.virality,
             velocity: s.velocity,
-            excerpt: excerpt(&s.body.text, 140),
+            text: s.body.text.clone(),
         })
     });
     let checkpoint = spec.checkpoint.clone().map(|c| (c, "alerts"));
