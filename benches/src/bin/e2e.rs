@@ -493,9 +493,9 @@ fn scored_row(org: Uuid, v: &Value, version: u64) -> MentionRow {
         org_id: org,
         id: Uuid::parse_str(v["id"].as_str().unwrap_or_default()).unwrap_or_default(),
         source_id: Uuid::parse_str(v["source_id"].as_str().unwrap_or_default()).unwrap_or_default(),
-        text: text.to_string(),
-        author: v["author"].as_str().unwrap_or_default().to_string(),
-        url: v["url"].as_str().unwrap_or_default().to_string(),
+        text: text.into(),
+        author: v["author"].as_str().unwrap_or_default().into(),
+        url: v["url"].as_str().unwrap_or_default().into(),
         created_at: created as u32,
         created_at_us: 0,
         likes: v["likes"].as_u64().unwrap_or(0),
@@ -512,7 +512,8 @@ fn scored_row(org: Uuid, v: &Value, version: u64) -> MentionRow {
             .split(',')
             .filter(|k| lower.contains(k))
             .map(String::from)
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
         story_id: 0,
         analyzed_at: (version / 1000) as u32,
         version,

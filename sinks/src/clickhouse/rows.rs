@@ -2,6 +2,8 @@
 //!
 //! Times are `DateTime` seconds (`u32`), enums are `Enum8` (`i8`), as RowBinary encodes them.
 
+use std::sync::Arc;
+
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -72,12 +74,12 @@ pub struct MentionRow {
     /// Source it was seen on.
     #[serde(with = "clickhouse::serde::uuid")]
     pub source_id: Uuid,
-    /// Text as posted.
-    pub text: String,
+    /// Text as posted (shared with the mention's body: a row copies a pointer).
+    pub text: Arc<str>,
     /// Author handle.
-    pub author: String,
+    pub author: Arc<str>,
     /// Link to the original.
-    pub url: String,
+    pub url: Arc<str>,
     /// Event time, whole seconds since the epoch.
     pub created_at: u32,
     /// Sub-second part of the event time, microseconds.
@@ -103,7 +105,7 @@ pub struct MentionRow {
     /// Virality in [0, 100] (README, "Virality"); rises as later mentions join its story.
     pub virality_score: f64,
     /// Keywords of its source that the text matched (folded), in the source's order.
-    pub keywords: Vec<String>,
+    pub keywords: Arc<[String]>,
     /// Story it belongs to (hash of its normalised link, or of its normalised text).
     pub story_id: u64,
     /// When the pipeline scored it (the ingest batch time), seconds since the epoch.
