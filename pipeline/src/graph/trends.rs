@@ -4,8 +4,8 @@
 //! Each scored mention counts under one key per granularity, its sums (negated for a
 //! retraction) being the key's *difference*; [`accumulate`] keeps each key's accumulated
 //! value and reports it whenever it changes (retracting the previous value) — what DD's
-//! `count_total` does over the exploded records, with state vigie can checkpoint. A retracted or re-scored mention therefore updates every
-//! trend row it counted in.
+//! `count_total` does over the exploded records, with state vigie can checkpoint. A
+//! retracted or re-scored mention therefore updates every trend row it counted in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -241,7 +241,8 @@ where
     let mut shares: [GaugeShare; 2] = Default::default();
     let mut stash: Deltas<K> = BTreeMap::new();
     let mut mention_keys: Vec<K> = Vec::new();
-    // A key's hash is its organisation's, as is a mention's: the same worker as before.
+    // A key's hash is its organisation's, as is a mention's: each mention goes to the
+    // worker holding its keys' totals.
     let exchange = Exchange::new(|(m, _, _): &(Scored, u64, isize)| m.key.hashed());
     scored
         .inner
