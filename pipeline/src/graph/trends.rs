@@ -59,13 +59,18 @@ impl Widen for KeywordTrendKey {
 
 /// The trend keys a mention counts in, one per granularity.
 pub fn trend_keys(m: &Scored) -> [TrendKey; 4] {
-    let t = m.created_at_secs();
-    Granularity::ALL.map(|g| TrendKey {
+    let hour = hour_key(m);
+    Granularity::ALL.map(|g| hour.at(g))
+}
+
+/// The trend key of a mention's hour (the trends stage widens it per time).
+fn hour_key(m: &Scored) -> TrendKey {
+    TrendKey {
         org: m.key.org,
-        granularity: g,
-        bucket: g.bucket_start(t),
+        granularity: Granularity::Hour,
+        bucket: Granularity::Hour.bucket_start(m.created_at_secs()),
         source: m.body.source,
-    })
+    }
 }
 
 /// Accumulated sums per key: recent buckets in memory (ordered: keys' `Hash` covers only
@@ -333,14 +338,7 @@ pub fn trends<'s>(
 ) -> VecCollection<'s, u64, (TrendKey, Sums)> {
     accumulate(
         scored,
-        |m, keys| {
-            keys.push(TrendKey {
-                org: m.key.org,
-                granularity: Granularity::Hour,
-                bucket: Granularity::Hour.bucket_start(m.created_at_secs()),
-                source: m.body.source,
-            })
-        },
+        |m, keys| keys.push(hour_key(m)),
         "Trends",
         "trends",
         spec,
