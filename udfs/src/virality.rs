@@ -150,19 +150,19 @@ pub fn match_words(text: &str) -> Vec<String> {
     words
 }
 
-/// Calls `f` with each of [`match_words`]' words in turn, folded into one reused buffer,
-/// until `f` returns `false`: the same words without a `String` each.
+/// Calls `f` with each of [`match_words`]' words in turn, until `f` returns `false`: the
+/// same words without a `String` each. An ASCII word already in lowercase is handed over
+/// as a slice of `text`; others are folded into one reused buffer.
 fn for_each_match_word(text: &str, mut f: impl FnMut(&str) -> bool) {
     let mut word = String::new();
     let mut first = true;
-    // Hands the word over (a leading "rt" is dropped) and empties it; `false`: stop.
-    let mut flush = |word: &mut String| -> bool {
-        if word.is_empty() {
+    // Hands a word over (a leading "rt" is dropped); `false`: stop.
+    let mut emit = |w: &str| -> bool {
+        if w.is_empty() {
             return true;
         }
-        let go = (first && word == "rt") || f(word);
+        let go = (first && w == "rt") || f(w);
         first = false;
-        word.clear();
         go
     };
     for raw in text.split_whitespace() {
@@ -171,15 +171,33 @@ fn for_each_match_word(text: &str, mut f: impl FnMut(&str) -> bool) {
             continue;
         }
         if raw.is_ascii() {
-            // Most words: ASCII letters and digits folded by lowercasing, anything else splits.
-            for &b in bytes {
-                if b.is_ascii_alphanumeric() {
-                    word.push(char::from(b.to_ascii_lowercase()));
-                } else if !flush(&mut word) {
+            // Most words: runs of ASCII letters and digits, lowercased; anything else splits.
+            let mut i = 0;
+            while i < bytes.len() {
+                if !bytes[i].is_ascii_alphanumeric() {
+                    i += 1;
+                    continue;
+                }
+                let (start, mut upper) = (i, false);
+                while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                    upper |= bytes[i].is_ascii_uppercase();
+                    i += 1;
+                }
+                let run = &raw[start..i];
+                let go = if upper {
+                    word.clear();
+                    word.push_str(run);
+                    word.make_ascii_lowercase();
+                    emit(&word)
+                } else {
+                    emit(run)
+                };
+                if !go {
                     return;
                 }
             }
         } else {
+            word.clear();
             for c in raw.chars() {
                 match fold(c) {
                     Folded::One(a) if a.is_alphanumeric() => word.push(a),
@@ -189,15 +207,16 @@ fn for_each_match_word(text: &str, mut f: impl FnMut(&str) -> bool) {
                     }
                     // Apostrophes and hyphens split words ("l'acme", "acme-corp").
                     _ => {
-                        if !flush(&mut word) {
+                        if !emit(&word) {
                             return;
                         }
+                        word.clear();
                     }
                 }
             }
-        }
-        if !flush(&mut word) {
-            return;
+            if !emit(&word) {
+                return;
+            }
         }
     }
 }
@@ -226,41 +245,87 @@ pub fn story_key(text: &str) -> u64 {
 
 /// Which of `keywords` a text mentions: a keyword matches when its words (folded the same
 /// way) appear consecutively among the text's words; `#acme` matches `acme`. Indices into
-/// `keywords`, in order.
+/// `keywords`, in order. For many texts against the same keywords, [`KeywordSet`] splits
+/// the keywords once.
 pub fn matched_keywords(text: &str, keywords: &[String]) -> Vec<usize> {
-    if keywords.is_empty() {
-        return Vec::new();
+    KeywordSet::new(keywords.to_vec()).matched(text)
+}
+
+/// A source's keywords with their words split and folded once, for matching many texts
+/// ([`matched_keywords`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeywordSet {
+    keywords: Vec<String>,
+    /// Every keyword's words, one after the other.
+    words: String,
+    /// Each word's span in `words`.
+    spans: Vec<(usize, usize)>,
+    /// Each keyword's words, as a range of `spans` (empty: it has none and matches nothing).
+    ranges: Vec<(usize, usize)>,
+}
+
+impl KeywordSet {
+    /// Splits `keywords` into their match words.
+    pub fn new(keywords: Vec<String>) -> KeywordSet {
+        let (mut words, mut spans, mut ranges) = (String::new(), Vec::new(), Vec::new());
+        for k in &keywords {
+            let first = spans.len();
+            for_each_match_word(k, |w| {
+                let start = words.len();
+                words.push_str(w);
+                spans.push((start, words.len()));
+                true
+            });
+            ranges.push((first, spans.len()));
+        }
+        KeywordSet {
+            keywords,
+            words,
+            spans,
+            ranges,
+        }
     }
-    // The text's words in one buffer, by their spans; each keyword's the same way, in
-    // buffers reused from one keyword to the next.
-    let words = |text: &str, buf: &mut String, spans: &mut Vec<(usize, usize)>| {
-        buf.clear();
-        spans.clear();
+
+    /// The keywords, as the source spells them.
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+
+    /// Whether there are no keywords.
+    pub fn is_empty(&self) -> bool {
+        self.keywords.is_empty()
+    }
+
+    /// Indices of the keywords `text` mentions, in order.
+    pub fn matched(&self, text: &str) -> Vec<usize> {
+        if self.keywords.is_empty() {
+            return Vec::new();
+        }
+        // The text's words in one buffer, by their spans.
+        let mut buf = String::with_capacity(text.len() + 16);
+        let mut text_spans = Vec::with_capacity(text.len() / 4 + 1);
         for_each_match_word(text, |w| {
             let start = buf.len();
             buf.push_str(w);
-            spans.push((start, buf.len()));
+            text_spans.push((start, buf.len()));
             true
         });
-    };
-    let (mut text_buf, mut text_spans) = (String::new(), Vec::new());
-    words(text, &mut text_buf, &mut text_spans);
-    let (mut kw_buf, mut kw_spans) = (String::new(), Vec::new());
-    let mut matched = Vec::new();
-    for (i, k) in keywords.iter().enumerate() {
-        words(k, &mut kw_buf, &mut kw_spans);
-        let n = kw_spans.len();
-        let at = |start: usize| {
-            kw_spans
-                .iter()
-                .zip(&text_spans[start..start + n])
-                .all(|(k, t)| kw_buf[k.0..k.1] == text_buf[t.0..t.1])
-        };
-        if n > 0 && n <= text_spans.len() && (0..=text_spans.len() - n).any(at) {
-            matched.push(i);
+        let word = |s: &(usize, usize)| &self.words[s.0..s.1];
+        let mut matched = Vec::new();
+        for (i, &(from, to)) in self.ranges.iter().enumerate() {
+            let kw = &self.spans[from..to];
+            let n = kw.len();
+            let at = |start: usize| {
+                kw.iter()
+                    .zip(&text_spans[start..start + n])
+                    .all(|(k, t)| word(k) == &buf[t.0..t.1])
+            };
+            if n > 0 && n <= text_spans.len() && (0..=text_spans.len() - n).any(at) {
+                matched.push(i);
+            }
         }
+        matched
     }
-    matched
 }
 
 #[cfg(test)]

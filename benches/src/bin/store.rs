@@ -3,11 +3,14 @@
 //! compactions), which the `stages` bench cannot show (its 100 k mentions fit in one
 //! memtable).
 //!
-//! `cargo build --release -p vigie-benches && target/release/store --mentions 3000000 [--memory] [--no-undo]`
+//! `cargo build --release -p vigie-benches && target/release/store --mentions 3000000 [--memory] [--no-undo] [--sequential-ids]`
 //!
 //! Each batch of 5,000 mentions reads every mention's previous body and writes the new
-//! one, as the upsert stage does at one dataflow time; the undo log (checkpoints on, as in
-//! `vigie run`) starts a new interval every 20 batches and keeps the last two.
+//! one in key order, as the upsert stage does at one dataflow time; the undo log
+//! (checkpoints on, as in `vigie run`) starts a new interval every 20 batches and keeps the
+//! last two. Mention ids are random, as clients' UUIDs are; with `--sequential-ids` they
+//! count up, as in this bench's rows before 2026-12-07 — which put every write at the end
+//! of its organisation's keys and made the memtable's lookups and inserts cheap.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,10 +27,23 @@ fn main() {
     let n: usize = arg_or("--mentions", 3_000_000);
     let memory = flag("--memory");
     let undo = !flag("--no-undo");
+    let sequential = flag("--sequential-ids");
     eprintln!("generating {n} mentions");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
     let corpus: Vec<_> = vigie_benches::live_mentions(n, 20)
         .into_iter()
-        .map(|(k, b)| (k, Arc::new(b)))
+        .map(|(mut k, b)| {
+            if !sequential {
+                k.id = uuid::Uuid::from_u64_pair(random(), random());
+            }
+            (k, Arc::new(b))
+        })
         .collect();
     let dir = std::env::temp_dir().join(format!("vigie-store-bench-{}", std::process::id()));
     let mut store = if memory {
@@ -50,10 +66,11 @@ fn main() {
             (at_boundaries, boundaries, slowest) =
                 (at_boundaries + took, boundaries + 1, slowest.max(took));
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut chunk = chunk.to_vec();
+        chunk.sort_by_key(|(k, _)| *k);
+        chunk.dedup_by_key(|(k, _)| *k);
         let writes: Vec<Write> = chunk
             .iter()
-            .filter(|(k, _)| seen.insert(*k))
             .map(|(k, b)| (*k, Some(b.clone()), store.get(k)))
             .collect();
         store.apply(time, writes);

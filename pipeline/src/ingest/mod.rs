@@ -277,9 +277,10 @@ where
         let mut body = c.body;
         // Matched now, against the source's keywords of now: the log then replays the
         // same matches whatever the source's keywords become.
-        body.keywords = vigie_udfs::virality::matched_keywords(&body.text, &keywords)
+        body.keywords = keywords
+            .matched(&body.text)
             .into_iter()
-            .map(|i| keywords[i].clone())
+            .map(|i| keywords.keywords()[i].clone())
             .collect();
         upserts.push((MentionKey { org, id }, Some(body)));
     }

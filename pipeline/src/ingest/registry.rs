@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 use vigie_sinks::clickhouse::{catalog, SinkError};
+use vigie_udfs::virality::KeywordSet;
 
 /// What ingest needs to know about a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +38,11 @@ pub struct Registry {
 /// A cached source: its state and keywords.
 type SourceEntry = (SourceState, Keywords, Instant);
 
-/// A source's keywords, shared.
-pub type Keywords = Arc<[String]>;
+/// A source's keywords, split into match words once per lookup, shared.
+pub type Keywords = Arc<KeywordSet>;
 
 fn no_keywords() -> Keywords {
-    Arc::from(Vec::<String>::new())
+    Arc::default()
 }
 
 impl Registry {
@@ -106,7 +107,7 @@ impl Registry {
                 } else {
                     SourceState::Inactive
                 },
-                Keywords::from(row.keywords),
+                Arc::new(KeywordSet::new(row.keywords)),
             ),
             Ok(None) => (SourceState::Unknown, no_keywords()),
             Err(e) => match cached {
