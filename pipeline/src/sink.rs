@@ -43,7 +43,7 @@ pub fn mention_row(m: &Scored, version: u64) -> MentionRow {
         shares: e.shares,
         replies: e.replies,
         author_followers: e.author_followers,
-        lang: lang_str(m.lang).to_string(),
+        lang: lang_str(m.lang).into(),
         sentiment: m.label,
         sentiment_score: f64::from(m.score) / MICROS,
         confidence: f64::from(m.confidence) / MICROS,

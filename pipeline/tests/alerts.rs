@@ -122,7 +122,14 @@ async fn a_spike_is_alerted_once_even_after_a_crash_and_a_replay() {
             .unwrap_or_else(|| keyword[9].as_str().unwrap().parse().unwrap())
             > 0
     );
-    // Linked mentions exist.
+    // Linked mentions exist. The sink writes a flush's tables concurrently, so the alerts
+    // can be readable an insert before the mentions they link (README, "Sink"): wait for
+    // every mention first.
+    eventually(Duration::from_secs(30), "every mention stored", || async {
+        let n = scalar(&db, "SELECT count() FROM mentions FINAL").await as usize;
+        (n == history.len() + burst.len()).then_some(())
+    })
+    .await;
     let linked = scalar(
         &db,
         "SELECT count() FROM mentions FINAL WHERE id IN (SELECT arrayJoin(mention_ids) FROM alerts FINAL)",

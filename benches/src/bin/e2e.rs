@@ -502,11 +502,11 @@ fn scored_row(org: Uuid, v: &Value, version: u64) -> MentionRow {
         shares: v["shares"].as_u64().unwrap_or(0),
         replies: v["replies"].as_u64().unwrap_or(0),
         author_followers: v["author_followers"].as_u64().unwrap_or(0),
-        lang: s.lang.as_str().to_string(),
+        lang: s.lang.as_str().into(),
         sentiment: s.sentiment.label as i8,
         sentiment_score: s.sentiment.score,
         confidence: s.sentiment.confidence,
-        emotions: emotions.into_iter().map(|(_, e)| e.to_string()).collect(),
+        emotions: emotions.into_iter().map(|(_, e)| e.into()).collect(),
         virality_score: 0.0,
         keywords: KEYWORDS
             .split(',')

@@ -143,7 +143,7 @@ impl Scored {
     }
 
     /// Emotion names present, strongest first (ties in Plutchik order).
-    pub fn emotion_names(&self) -> Vec<String> {
+    pub fn emotion_names(&self) -> Vec<std::borrow::Cow<'static, str>> {
         let mut present: Vec<(u16, usize)> = self
             .emotions
             .iter()
@@ -154,7 +154,7 @@ impl Scored {
         present.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         present
             .into_iter()
-            .map(|(_, i)| vigie_udfs::Emotion::ALL[i].as_str().to_string())
+            .map(|(_, i)| vigie_udfs::Emotion::ALL[i].as_str().into())
             .collect()
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Times are `DateTime` seconds (`u32`), enums are `Enum8` (`i8`), as RowBinary encodes them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use clickhouse::Row;
@@ -92,16 +93,16 @@ pub struct MentionRow {
     pub replies: u64,
     /// Followers of the author (0 when unknown).
     pub author_followers: u64,
-    /// Detected language: `en`, `fr` or `other`.
-    pub lang: String,
+    /// Detected language: `en`, `fr` or `other` (a constant: no allocation per row).
+    pub lang: Cow<'static, str>,
     /// `Enum8`: -1 negative, 0 neutral, 1 positive.
     pub sentiment: i8,
     /// Sentiment score in [-1, 1].
     pub sentiment_score: f64,
     /// Confidence of the sentiment in [0, 1].
     pub confidence: f64,
-    /// Emotions present, strongest first.
-    pub emotions: Vec<String>,
+    /// Emotions present, strongest first (names are constants).
+    pub emotions: Vec<Cow<'static, str>>,
     /// Virality in [0, 100] (README, "Virality"); rises as later mentions join its story.
     pub virality_score: f64,
     /// Keywords of its source that the text matched (folded), in the source's order.
