@@ -860,7 +860,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for p in &phases {
         println!(
-            "| {} | {} | {} | {:.1} s | {:.1} s | **{:.0}** | {} | {} ({}) | {:.0} / {:.0} MiB | {:.2} cores | {:.0} | {} |",
+            "| {} | {} | {} | {:.1} s | {:.1} s | **{:.0}** | {} | {} ({}) | {:.0} / {:.0} MiB | {:.2} cores ({:.1} µs per mention) | {:.0} | {} |",
             p.name,
             p.mentions,
             p.asked_rate.map_or("max".into(), |r| format!("{r:.0}/s")),
@@ -873,6 +873,7 @@ async fn main() {
             p.rss_max as f64 / 1048576.0,
             p.rss_end as f64 / 1048576.0,
             p.cpu_cores,
+            p.cpu_cores * p.visible_secs * 1e6 / p.mentions as f64,
             p.ch_rows as f64 / p.visible_secs,
             p.refused
         );
