@@ -49,11 +49,12 @@ use super::Upsert;
 const CACHE_BYTES: u64 = 32 << 20;
 /// Write buffer (memtable) of the disk store, per worker.
 const MEMTABLE_BYTES: u64 = 64 << 20;
-/// Write buffer of an undo keyspace. Every memtable rotation also rotates fjall's journal
-/// (an fsync under its lock) and every flush installs a new table version (fsyncs under
-/// the tree's lock), and the worker's writes wait for both; an interval's undo entries
-/// (~60 bytes per write: 15 MB at 50k writes/s over 5 s) mostly fit, so a keyspace is
-/// usually dropped before it was ever flushed.
+/// Write buffer of an undo keyspace. Every memtable rotation may also rotate fjall's
+/// journal (an fsync under the journal's lock, which the worker's batch commits wait for);
+/// an interval's undo entries (~60 bytes per write: 15 MB at 50k writes/s over 5 s) mostly
+/// fit, so a keyspace is usually dropped before it was ever flushed. (Table version
+/// installs, compaction setup and keyspace creation no longer block the worker: the
+/// patched fjall and lsm-tree under `third_party/`.)
 const UNDO_MEMTABLE_BYTES: u64 = 32 << 20;
 /// Level-0 tables before they are merged into level 1, and the size ratio between levels.
 /// Mention ids are random, so every merge into a level rewrites most of it: fewer merges

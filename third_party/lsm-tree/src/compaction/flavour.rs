@@ -9,12 +9,11 @@ use crate::compaction::worker::Options;
 use crate::compaction::Input as CompactionPayload;
 use crate::file::TABLES_FOLDER;
 use crate::table::multi_writer::MultiWriter;
-use crate::version::{SuperVersions, Version};
+use crate::version::{Garbage, SuperVersions, Version};
 use crate::vlog::blob_file::scanner::ScanEntry;
 use crate::vlog::{BlobFileId, BlobFileMergeScanner, BlobFileWriter};
 use crate::{BlobFile, HashSet, InternalValue, Table};
 use std::iter::Peekable;
-use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Instant;
 
@@ -124,7 +123,7 @@ pub(super) trait CompactionFlavour {
 
     #[warn(clippy::too_many_arguments)]
     /// vigie patch: takes the version lock itself (see `SuperVersions::install_version`) and
-    /// returns the version files to remove once the caller has released `compaction_state`.
+    /// returns the forgotten versions, to finish once the caller has released `compaction_state`.
     fn finish(
         self: Box<Self>,
         super_version: &RwLock<SuperVersions>,
@@ -133,7 +132,7 @@ pub(super) trait CompactionFlavour {
         dst_lvl: usize,
         blob_frag_map: FragmentationMap,
         extra_blob_files: Vec<BlobFile>,
-    ) -> crate::Result<Vec<PathBuf>>;
+    ) -> crate::Result<Garbage>;
 }
 
 /// Compaction worker that will relocate blobs that sit in blob files that are being rewritten
@@ -267,7 +266,7 @@ impl CompactionFlavour for RelocatingCompaction {
         dst_lvl: usize,
         blob_frag_map_diff: FragmentationMap,
         extra_blob_files: Vec<BlobFile>,
-    ) -> crate::Result<Vec<PathBuf>> {
+    ) -> crate::Result<Garbage> {
         log::debug!(
             "Relocating compaction done in {:?}",
             self.inner.start.elapsed(),
@@ -408,7 +407,7 @@ impl CompactionFlavour for StandardCompaction {
         dst_lvl: usize,
         blob_frag_map: FragmentationMap,
         extra_blob_files: Vec<BlobFile>,
-    ) -> crate::Result<Vec<PathBuf>> {
+    ) -> crate::Result<Garbage> {
         log::debug!("Compaction done in {:?}", self.start.elapsed());
 
         let table_ids_to_delete = std::mem::take(&mut self.tables_to_rewrite);

@@ -17,12 +17,12 @@ use crate::{
     run_scanner::RunScanner,
     stop_signal::StopSignal,
     tree::inner::TreeId,
-    version::{remove_version_files, Run, SuperVersions, Version},
+    version::{Run, SuperVersions, Version},
     vlog::{BlobFileMergeScanner, BlobFileScanner, BlobFileWriter},
     BlobFile, Config, HashSet, InternalValue, SeqNo, SequenceNumberCounter, Table, TableId,
 };
 use std::{
-    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock},
     time::Instant,
 };
 
@@ -93,33 +93,42 @@ pub fn do_compaction(opts: &Options) -> crate::Result<()> {
     #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
     let compaction_state = opts.compaction_state.lock().expect("lock is poisoned");
 
+    // vigie patch: the version lock is held only to clone the latest super version, not
+    // through the merge's setup (opening the input tables, creating the output's file: I/O).
+    // Upstream held it for reading until the merge started; a memtable rotation then waited
+    // for it for writing, and every read of the tree queued behind that writer. Holding
+    // `compaction_state` from here until the inputs are hidden keeps the disk version
+    // unchanged meanwhile (see `SuperVersions::install_version`).
+    // Only the disk version is kept, not the memtables: a flushed memtable is not held for
+    // the merge's duration.
     #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-    let version_history_lock = opts.version_history.read().expect("lock is poisoned");
+    let current_version = opts
+        .version_history
+        .read()
+        .expect("lock is poisoned")
+        .latest_version()
+        .version;
 
     let start = Instant::now();
     log::trace!(
         "Consulting compaction strategy {:?}",
         opts.strategy.get_name(),
     );
-    let choice = opts.strategy.choose(
-        &version_history_lock.latest_version().version,
-        &opts.config,
-        &compaction_state,
-    );
+    let choice = opts
+        .strategy
+        .choose(&current_version, &opts.config, &compaction_state);
 
     log::debug!("Compaction choice: {choice:?} in {:?}", start.elapsed());
 
     match choice {
-        Choice::Merge(payload) => {
-            merge_tables(compaction_state, version_history_lock, opts, &payload)
-        }
+        Choice::Merge(payload) => merge_tables(compaction_state, &current_version, opts, &payload),
         Choice::Move(payload) => {
-            drop(version_history_lock);
+            drop(current_version);
 
             move_tables(&compaction_state, opts, &payload)
         }
         Choice::Drop(payload) => {
-            drop(version_history_lock);
+            drop(current_version);
 
             drop_tables(
                 compaction_state,
@@ -243,7 +252,7 @@ fn move_tables(
         opts.mvcc_gc_watermark,
     )?;
 
-    if let Err(e) = remove_version_files(&garbage) {
+    if let Err(e) = garbage.finish() {
         log::error!("Manifest maintenance failed: {e:?}");
         return Err(e);
     }
@@ -353,7 +362,7 @@ fn hidden_guard<T>(
 #[expect(clippy::too_many_lines)]
 fn merge_tables(
     mut compaction_state: MutexGuard<'_, CompactionState>,
-    version_history_lock: RwLockReadGuard<'_, SuperVersions>,
+    current_version: &Version,
     opts: &Options,
     payload: &CompactionPayload,
 ) -> crate::Result<()> {
@@ -374,12 +383,10 @@ fn merge_tables(
         return Ok(());
     }
 
-    let current_super_version = version_history_lock.latest_version();
-
     let Some(tables) = payload
         .table_ids
         .iter()
-        .map(|&id| current_super_version.version.get_table(id).cloned())
+        .map(|&id| current_version.get_table(id).cloned())
         .collect::<Option<Vec<_>>>()
     else {
         log::warn!(
@@ -392,7 +399,7 @@ fn merge_tables(
     let mut blob_frag_map = FragmentationMap::default();
 
     let Some(mut merge_iter) = create_compaction_stream(
-        &current_super_version.version,
+        current_version,
         &payload.table_ids.iter().copied().collect::<Vec<_>>(),
         opts.mvcc_gc_watermark,
     )?
@@ -431,14 +438,13 @@ fn merge_tables(
     let mut merge_iter = merge_iter.with_filter(StreamFilterAdapter::new(
         compaction_filter.as_deref_mut(),
         opts,
-        &current_super_version.version,
+        current_version,
         &blobs_folder,
         &mut filter_blob_writer,
         &filter_ctx,
     ));
 
-    let table_writer =
-        super::flavour::prepare_table_writer(&current_super_version.version, opts, payload)?;
+    let table_writer = super::flavour::prepare_table_writer(current_version, opts, payload)?;
 
     let start = Instant::now();
 
@@ -446,11 +452,8 @@ fn merge_tables(
         Some(blob_opts) => {
             merge_iter = merge_iter.with_drop_callback(&mut blob_frag_map);
 
-            let blob_files_to_rewrite = pick_blob_files_to_rewrite(
-                &payload.table_ids,
-                &current_super_version.version,
-                blob_opts,
-            )?;
+            let blob_files_to_rewrite =
+                pick_blob_files_to_rewrite(&payload.table_ids, current_version, blob_opts)?;
 
             if blob_files_to_rewrite.is_empty() {
                 log::debug!("No blob relocation needed");
@@ -500,8 +503,6 @@ fn merge_tables(
     };
 
     log::trace!("Blob file GC preparation done in {:?}", start.elapsed());
-
-    drop(version_history_lock);
 
     {
         compaction_state
@@ -603,7 +604,7 @@ fn merge_tables(
 
     drop(compaction_state);
 
-    remove_version_files(&garbage).inspect_err(|e| {
+    garbage.finish().inspect_err(|e| {
         log::error!("Manifest maintenance failed: {e:?}");
     })?;
 
@@ -677,7 +678,7 @@ fn drop_tables(
         opts.mvcc_gc_watermark,
     )?;
 
-    if let Err(e) = remove_version_files(&garbage) {
+    if let Err(e) = garbage.finish() {
         log::error!("Manifest maintenance failed: {e:?}");
         return Err(e);
     }

@@ -18,7 +18,7 @@ use crate::{
     slice::Slice,
     table::Table,
     value::InternalValue,
-    version::{recovery::recover, remove_version_files, SuperVersion, SuperVersions, Version},
+    version::{recovery::recover, SuperVersion, SuperVersions, Version},
     vlog::BlobFile,
     AbstractTree, Checksum, KvPair, SeqNo, SequenceNumberCounter, TableId, UserKey, UserValue,
     ValueType,
@@ -496,7 +496,7 @@ impl AbstractTree for Tree {
             gc_watermark,
         )?;
 
-        if let Err(e) = remove_version_files(&garbage) {
+        if let Err(e) = garbage.finish() {
             log::warn!("Version GC failed: {e:?}");
         }
 

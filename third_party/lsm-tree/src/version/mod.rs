@@ -12,7 +12,7 @@ mod super_version;
 pub use blob_file_list::BlobFileList;
 pub use persist::{persist_version, set_version_persist_hook};
 pub use run::Run;
-pub use super_version::{remove_version_files, SuperVersion, SuperVersions};
+pub use super_version::{Garbage, SuperVersion, SuperVersions};
 
 use crate::blob_tree::{FragmentationEntry, FragmentationMap};
 use crate::checksum::ChecksumType;
