@@ -156,7 +156,7 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for 
         let small = self.cold.as_ref().map(Cold::index);
         let usable = self
             .chain
-            .save(label, ckpt, &small, &link, (full, entries), before);
+            .save(label, ckpt, &small, &link, (full, entries), before, None);
         self.touched.clear();
         if let (Some(cold), Some(usable)) = (&mut self.cold, usable) {
             cold.collect(usable);

@@ -30,7 +30,7 @@ use differential_dataflow::VecCollection;
 use uuid::Uuid;
 use vigie_udfs::virality::{heat_weight, velocity, HEAT_HORIZON_MINUTES};
 
-use super::chain::{apply_to, Chain, Changes};
+use super::chain::{self, apply_to, Chain, Changes};
 use super::checkpoint::{CheckpointSpec, StageCheckpoint};
 use super::frozen::{FrozenSaved, FrozenStore};
 use super::ordered::{minute_of_us, ordered, Checkpointed, EventClock};
@@ -421,12 +421,9 @@ impl Checkpointed for State {
     /// Members and stories' counts go to the chain (what changed since the last label, or
     /// all of them); the indexes by minute are rebuilt from them at a restore.
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
-        let changed = self
-            .orgs
-            .values()
-            .map(|o| o.touched.len() + o.touched_stories.len())
-            .sum();
-        let full = self.chain.wants_full(changed);
+        // Full links are built by the writer thread (`chain::merge`) unless the chain
+        // cannot be read back.
+        let full = self.chain.must_be_full();
         let mut members: Changes<(Uuid, Uuid), Member> = Vec::new();
         let mut stories: Changes<(Uuid, u64), BTreeMap<i64, u32>> = Vec::new();
         for (&org, o) in &self.orgs {
@@ -449,6 +446,11 @@ impl Checkpointed for State {
             }
         }
         let entries = members.len() + stories.len();
+        let live = self
+            .orgs
+            .values()
+            .map(|o| o.members.len() + o.stories.len())
+            .sum();
         let small: Vec<(Uuid, &EventClock, &BTreeMap<i64, u32>)> = self
             .orgs
             .iter()
@@ -461,6 +463,7 @@ impl Checkpointed for State {
             &(members, stories),
             (full, entries),
             None,
+            Some((chain::merge::<Link>, live)),
         );
         for o in self.orgs.values_mut() {
             o.touched.clear();

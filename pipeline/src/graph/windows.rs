@@ -30,7 +30,7 @@ use std::sync::Arc;
 use differential_dataflow::VecCollection;
 use uuid::Uuid;
 
-use super::chain::{apply_to, Chain, Changes};
+use super::chain::{self, apply_to, Chain, Changes};
 use super::checkpoint::{CheckpointSpec, StageCheckpoint};
 use super::ordered::{minute_of_us, ordered, Checkpointed, EventClock};
 use super::records::{Firing, MentionKey, Scored, WindowKey, WindowRule};
@@ -481,12 +481,17 @@ pub fn windows<'s>(
     )
 }
 
+/// A link of the counted mentions' chain.
+type CountedLink = Vec<((Uuid, Uuid), Option<WinRec>)>;
+
 impl Checkpointed for State {
     /// Counted mentions go to the chain (what changed since the last label, or all of
     /// them); the rest of each organisation's state is small and written whole.
     fn save(&mut self, label: u64, ckpt: &StageCheckpoint) {
-        let changed = self.orgs.values().map(|o| o.touched.len()).sum();
-        let full = self.chain.wants_full(changed);
+        // Full links are built by the writer thread (`chain::merge`) unless the chain
+        // cannot be read back.
+        let full = self.chain.must_be_full();
+        let live = self.orgs.values().map(|o| o.counted.len()).sum();
         let mut counted: Changes<(Uuid, Uuid), WinRec> = Vec::new();
         for (&org, o) in &self.orgs {
             if full {
@@ -503,6 +508,7 @@ impl Checkpointed for State {
             &counted,
             (full, entries),
             None,
+            Some((chain::merge::<CountedLink>, live)),
         );
         for o in self.orgs.values_mut() {
             o.touched.clear();
@@ -513,10 +519,9 @@ impl Checkpointed for State {
         let mut counted: HashMap<(Uuid, Uuid), WinRec> = HashMap::new();
         let Some((orgs, ticks)) = self
             .chain
-            .restore::<Vec<((Uuid, Uuid), Option<WinRec>)>, (HashMap<Uuid, Org>, u64)>(
-                ckpt,
-                |link| apply_to(&mut counted, link),
-            )
+            .restore::<CountedLink, (HashMap<Uuid, Org>, u64)>(ckpt, |link| {
+                apply_to(&mut counted, link)
+            })
         else {
             return;
         };
