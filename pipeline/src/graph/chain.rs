@@ -366,6 +366,18 @@ mod tests {
         v
     }
 
+    /// Edits ten keys of `map` at `label`, removes one and adds one; returns the keys touched.
+    fn edit(map: &mut HashMap<u32, String>, label: u64) -> Vec<u32> {
+        let l = label as u32;
+        let mut touched: Vec<u32> = (l..l + 10).map(|k| k % 120).collect();
+        for k in &touched {
+            map.insert(*k, format!("v{k}@{label}"));
+        }
+        map.remove(&(l % 97));
+        touched.push(l % 97);
+        touched
+    }
+
     /// Saves `map` at `label`: the changed keys, or all of it when the chain wants a full link.
     fn save(
         chain: &mut Chain,
@@ -407,18 +419,11 @@ mod tests {
         let mut at = HashMap::new();
         let mut fulls = Vec::new();
         for label in (10..=200).step_by(10) {
-            // Each label edits ten keys, removes one and adds one.
-            let l = label as u32;
-            let mut touched: Vec<u32> = (l..l + 10).map(|k| k % 120).collect();
-            for k in &touched {
-                map.insert(*k, format!("v{k}@{label}"));
-            }
-            map.remove(&(l % 97));
-            touched.push(l % 97);
-            if save(&mut chain, &ckpt, label as u64, &map, &touched) {
+            let touched = edit(&mut map, label);
+            if save(&mut chain, &ckpt, label, &map, &touched) {
                 fulls.push(label);
             }
-            at.insert(label as u64, map.clone());
+            at.insert(label, map.clone());
         }
         ckpt.spec().writer.flush();
         assert!(
@@ -437,7 +442,7 @@ mod tests {
         }
         // A restore deletes the links its label does not list (later ones, older ones).
         let (chain, _) = restore(&dir, 120);
-        let first = *fulls.iter().rfind(|f| **f <= 120).unwrap() as u64;
+        let first = *fulls.iter().rfind(|f| **f <= 120).unwrap();
         assert_eq!(
             links_on_disk(&ckpt),
             (first..=120).step_by(10).collect::<Vec<_>>()
@@ -456,13 +461,7 @@ mod tests {
         let mut at = HashMap::new();
         let (mut by_worker, mut merged) = (Vec::new(), Vec::new());
         for label in (10..=300u64).step_by(10) {
-            let l = label as u32;
-            let mut touched: Vec<u32> = (l..l + 10).map(|k| k % 120).collect();
-            for k in &touched {
-                map.insert(*k, format!("v{k}@{label}"));
-            }
-            map.remove(&(l % 97));
-            touched.push(l % 97);
+            let touched = edit(&mut map, label);
             let full = chain.must_be_full();
             let link: Changes<u32, String> = if full {
                 map.iter().map(|(k, v)| (*k, Some(v))).collect()
