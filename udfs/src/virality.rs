@@ -251,6 +251,16 @@ pub fn matched_keywords(text: &str, keywords: &[String]) -> Vec<usize> {
     KeywordSet::new(keywords.to_vec()).matched(text)
 }
 
+/// Appends `text`'s match words to `buf`, and each one's span in it to `spans`.
+fn push_match_words(text: &str, buf: &mut String, spans: &mut Vec<(usize, usize)>) {
+    for_each_match_word(text, |w| {
+        let start = buf.len();
+        buf.push_str(w);
+        spans.push((start, buf.len()));
+        true
+    });
+}
+
 /// A source's keywords with their words split and folded once, for matching many texts
 /// ([`matched_keywords`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -270,12 +280,7 @@ impl KeywordSet {
         let (mut words, mut spans, mut ranges) = (String::new(), Vec::new(), Vec::new());
         for k in &keywords {
             let first = spans.len();
-            for_each_match_word(k, |w| {
-                let start = words.len();
-                words.push_str(w);
-                spans.push((start, words.len()));
-                true
-            });
+            push_match_words(k, &mut words, &mut spans);
             ranges.push((first, spans.len()));
         }
         KeywordSet {
@@ -291,11 +296,6 @@ impl KeywordSet {
         &self.keywords
     }
 
-    /// Whether there are no keywords.
-    pub fn is_empty(&self) -> bool {
-        self.keywords.is_empty()
-    }
-
     /// Indices of the keywords `text` mentions, in order.
     pub fn matched(&self, text: &str) -> Vec<usize> {
         if self.keywords.is_empty() {
@@ -304,12 +304,7 @@ impl KeywordSet {
         // The text's words in one buffer, by their spans.
         let mut buf = String::with_capacity(text.len() + 16);
         let mut text_spans = Vec::with_capacity(text.len() / 4 + 1);
-        for_each_match_word(text, |w| {
-            let start = buf.len();
-            buf.push_str(w);
-            text_spans.push((start, buf.len()));
-            true
-        });
+        push_match_words(text, &mut buf, &mut text_spans);
         let word = |s: &(usize, usize)| &self.words[s.0..s.1];
         let mut matched = Vec::new();
         for (i, &(from, to)) in self.ranges.iter().enumerate() {
