@@ -88,6 +88,7 @@ pub async fn shutdown_signal() {
 /// Runs until SIGINT/SIGTERM, then drains: stops accepting, lets the dataflow finish,
 /// flushes every buffered row to ClickHouse, and returns.
 pub async fn run(ch: ClickHouseConfig, settings: RunSettings) -> anyhow::Result<()> {
+    crate::priority::set_background_nice(settings.background_nice);
     // Build the scorer once here, so a missing model or runtime library is a clear error at
     // start-up rather than a panic in a worker.
     crate::scoring::BatchScorer::new(&settings.scoring.scorer, settings.scoring.config)

@@ -201,6 +201,12 @@ pub struct RunOpts {
     /// worker busy this many milliseconds or longer (diagnosing latency; off by default)
     #[arg(long, env = "VIGIE_LOG_SLOW_OPERATORS_MS")]
     pub log_slow_operators_ms: Option<u64>,
+    /// How much lower the CPU priority of background threads (the mention store's flushes
+    /// and compactions, the log's compaction, the checkpoint writer) is than the dataflow
+    /// worker's and the HTTP runtime's, as a nice increment (0: the same; at most 19)
+    /// [default: 10]
+    #[arg(long, env = "VIGIE_BACKGROUND_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub background_nice: Option<i32>,
 }
 
 /// `vigie rules …`.
@@ -431,6 +437,8 @@ pub struct FileConfig {
     pub allowed_lateness_secs: Option<u64>,
     /// See `--log-slow-operators-ms`.
     pub log_slow_operators_ms: Option<u64>,
+    /// See `--background-nice`.
+    pub background_nice: Option<i32>,
 }
 
 impl FileConfig {
@@ -479,6 +487,8 @@ pub struct RunSettings {
     pub lateness: Duration,
     /// Operator invocations at least this long are logged.
     pub log_slow_operators: Option<Duration>,
+    /// Nice increment of background threads (`crate::priority`).
+    pub background_nice: i32,
 }
 
 impl GlobalOpts {
@@ -563,6 +573,11 @@ impl RunOpts {
                 .log_slow_operators_ms
                 .or(file.log_slow_operators_ms)
                 .map(Duration::from_millis),
+            background_nice: self
+                .background_nice
+                .or(file.background_nice)
+                .unwrap_or(crate::priority::DEFAULT_BACKGROUND_NICE)
+                .clamp(0, 19),
         }
     }
 }

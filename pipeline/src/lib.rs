@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod post;
+pub mod priority;
 pub mod replay;
 pub mod rules;
 pub mod runtime;

@@ -287,7 +287,10 @@ impl Wal {
         if let Some(job) = self.compaction_job(committed) {
             let handle = std::thread::Builder::new()
                 .name("wal-compaction".into())
-                .spawn(move || job.run())
+                .spawn(move || {
+                    crate::priority::lower_this_thread();
+                    job.run()
+                })
                 .map_err(io(&self.dir))?;
             self.compacting = Some(handle);
         }

@@ -100,6 +100,7 @@ impl Writer {
             std::thread::Builder::new()
                 .name("checkpoint-writer".into())
                 .spawn(move || {
+                    crate::priority::lower_this_thread();
                     for job in rx {
                         let started = std::time::Instant::now();
                         // A part that panics is only a part not written (its label stays

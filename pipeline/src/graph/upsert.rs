@@ -140,20 +140,25 @@ impl MentionStore {
     /// restore.
     pub fn reopen(dir: &Path, label: Option<u64>) -> anyhow::Result<MentionStore> {
         std::fs::create_dir_all(dir)?;
-        let db = fjall::Database::builder(dir)
-            .cache_size(CACHE_BYTES)
-            // Synced at every checkpoint boundary; between them, vigie's own log has
-            // everything and a restart rolls back to the last checkpoint.
-            .manual_journal_persist(true)
-            // Flushes and compactions on two background threads. Not one: fjall 3.1's only
-            // worker can block forever sending a flush request into its own full queue (the
-            // writers fill it with rotation requests under heavy writes; fjall PR #323) —
-            // a 1 M chaos run in Fluvio mode stopped progressing with one, probably so. With
-            // two, the first worker hands compaction requests back to the queue and spins
-            // while the other compacts (`store` bench: ~7.4–7.8 CPU µs per mention at 3 M
-            // against 6.5 with one thread); that is the price of not stalling.
-            .worker_threads(2)
-            .open()?;
+        // Opened on a thread of background priority: fjall's flush and compaction
+        // threads, started by `open`, inherit it (`crate::priority`).
+        let open = || {
+            fjall::Database::builder(dir)
+                .cache_size(CACHE_BYTES)
+                // Synced at every checkpoint boundary; between them, vigie's own log has
+                // everything and a restart rolls back to the last checkpoint.
+                .manual_journal_persist(true)
+                // Flushes and compactions on two background threads. Not one: fjall 3.1's only
+                // worker can block forever sending a flush request into its own full queue (the
+                // writers fill it with rotation requests under heavy writes; fjall PR #323) —
+                // a 1 M chaos run in Fluvio mode stopped progressing with one, probably so. With
+                // two, the first worker hands compaction requests back to the queue and spins
+                // while the other compacts (`store` bench: ~7.4–7.8 CPU µs per mention at 3 M
+                // against 6.5 with one thread); that is the price of not stalling.
+                .worker_threads(2)
+                .open()
+        };
+        let db = crate::priority::in_background("vigie-store-open", open)?;
         // Filters stay in memory, whole, on every level (~10 bits per mention past the
         // first level): a new mention's lookup then never reads a block. Unpinned, deeper
         // levels' filters were evicted from the cache as the store grew and reloaded on
@@ -450,6 +455,7 @@ impl Keeper {
         let thread = std::thread::Builder::new()
             .name("vigie-undo-keeper".into())
             .spawn(move || {
+                crate::priority::lower_this_thread();
                 for job in todo {
                     match job {
                         KeeperJob::Create(name) => {

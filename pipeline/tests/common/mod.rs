@@ -207,6 +207,11 @@ impl Vigie {
         format!("{}{}", self.base, path)
     }
 
+    /// The process id of `vigie run`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash.
     pub fn crash(mut self) {
         self.child.kill().expect("killing vigie");

@@ -1,0 +1,120 @@
+//! CPU priority of vigie's background threads.
+//!
+//! The dataflow worker closes epochs and raises alerts; the Tokio runtime acknowledges
+//! posts and writes ClickHouse. Both are on the latency path. The threads that only keep
+//! up in the background — the mention store's flushes and compactions (fjall's workers),
+//! the log's compaction, the checkpoint writer, the undo keeper — run at a lower priority
+//! (a higher nice value, `--background-nice`, 10 by default), so the scheduler lets them
+//! preempt the worker less: recorded on two cores, fjall's flushes were the largest
+//! preemptor of the worker in the half-load benchmark, whose alert tail queued behind it
+//! (benches/README.md, "Background threads niced"). They still get every idle cycle; at
+//! full load they get a smaller share, which RocksDB's `LowerThreadPoolCPUPriority`
+//! also trades.
+//!
+//! On Linux the nice value belongs to a thread, and threads inherit their creator's:
+//! [`lower_this_thread`] is called first thing by vigie's own background threads, and
+//! [`in_background`] runs the store's open on a thread of that priority so that the pool
+//! fjall starts there inherits it. Raising one's own nice value needs no privilege.
+//! Elsewhere (not Linux) both do nothing but run their work.
+
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+
+/// Default of `--background-nice`.
+pub const DEFAULT_BACKGROUND_NICE: i32 = 10;
+
+static BACKGROUND_NICE: AtomicI32 = AtomicI32::new(DEFAULT_BACKGROUND_NICE);
+
+/// Sets how much higher background threads' nice value is than their creator's
+/// (0: the same priority; clamped to 0..=19). Threads started before keep theirs.
+pub fn set_background_nice(n: i32) {
+    BACKGROUND_NICE.store(n.clamp(0, 19), Relaxed);
+}
+
+/// The current `--background-nice`.
+pub fn background_nice() -> i32 {
+    BACKGROUND_NICE.load(Relaxed)
+}
+
+/// Lowers the calling thread's CPU priority by [`background_nice`] (nice values are capped
+/// at 19 by the kernel). Failure is logged, not fatal: the thread only runs as before.
+pub fn lower_this_thread() {
+    let n = background_nice();
+    if n == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = renice_this_thread(n) {
+        tracing::warn!(error = %e, "could not lower a background thread's priority");
+    }
+}
+
+/// Runs `f` on a new thread of background priority and returns its result: threads that
+/// `f` starts inherit that priority (fjall's worker pool, started by its `open`).
+pub fn in_background<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn_scoped(s, || {
+                lower_this_thread();
+                f()
+            })
+            .expect("spawning a thread");
+        match handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// The calling thread's nice value (Linux: per thread).
+#[cfg(target_os = "linux")]
+pub fn this_thread_nice() -> std::io::Result<i32> {
+    // SAFETY: plain syscalls on the calling thread's id; `getpriority` can return -1
+    // legitimately, so errno is cleared first and checked after.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if nice == -1 && *libc::__errno_location() != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(nice)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn renice_this_thread(by: i32) -> std::io::Result<()> {
+    let target = (this_thread_nice()? + by).min(19);
+    // SAFETY: `setpriority` on the calling thread's id; raising one's nice value is
+    // always permitted.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, target) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn background_threads_and_what_they_start_run_niced_and_their_creator_does_not() {
+        let before = this_thread_nice().unwrap();
+        let (own, child) = in_background("niced", || {
+            let own = this_thread_nice().unwrap();
+            let child = std::thread::spawn(|| this_thread_nice().unwrap())
+                .join()
+                .unwrap();
+            (own, child)
+        });
+        let expected = (before + background_nice()).min(19);
+        assert_eq!(own, expected, "the background thread");
+        assert_eq!(child, expected, "a thread it started");
+        assert_eq!(
+            this_thread_nice().unwrap(),
+            before,
+            "the caller keeps its priority"
+        );
+    }
+}
