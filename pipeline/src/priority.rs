@@ -7,7 +7,7 @@
 //! (a higher nice value, `--background-nice`, 10 by default), so the scheduler lets them
 //! preempt the worker less: recorded on two cores, fjall's flushes were the largest
 //! preemptor of the worker in the half-load benchmark, whose alert tail queued behind it
-//! (benches/README.md, "Background threads niced"). They still get every idle cycle; at
+//! (benches/README.md, section "2026-12-07 (afternoon)"). They still get every idle cycle; at
 //! full load they get a smaller share, which RocksDB's `LowerThreadPoolCPUPriority`
 //! also trades.
 //!
