@@ -18,15 +18,31 @@
 //! Elsewhere (not Linux) both do nothing but run their work.
 
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 /// Default of `--background-nice`.
 pub const DEFAULT_BACKGROUND_NICE: i32 = 10;
 
 static BACKGROUND_NICE: AtomicI32 = AtomicI32::new(DEFAULT_BACKGROUND_NICE);
 
-/// Sets how much higher background threads' nice value is than their creator's
-/// (0: the same priority; clamped to 0..=19). Threads started before keep theirs.
+/// The nice value background priority is counted from: that of the first thread to ask
+/// (in `vigie run`, the one that calls [`set_background_nice`] at start-up).
+static BASE_NICE: OnceLock<i32> = OnceLock::new();
+
+fn base_nice() -> i32 {
+    *BASE_NICE.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        if let Ok(n) = this_thread_nice() {
+            return n;
+        }
+        0
+    })
+}
+
+/// Sets how much higher background threads' nice value is than the process's (0: the
+/// same priority; clamped to 0..=19). Threads started before keep theirs.
 pub fn set_background_nice(n: i32) {
+    base_nice();
     BACKGROUND_NICE.store(n.clamp(0, 19), Relaxed);
 }
 
@@ -35,15 +51,17 @@ pub fn background_nice() -> i32 {
     BACKGROUND_NICE.load(Relaxed)
 }
 
-/// Lowers the calling thread's CPU priority by [`background_nice`] (nice values are capped
-/// at 19 by the kernel). Failure is logged, not fatal: the thread only runs as before.
+/// Lowers the calling thread's CPU priority to the process's nice value plus
+/// [`background_nice`] (at most 19), unless it is already that low: a background thread
+/// started by another one is not lowered twice. Failure is logged, not fatal: the thread
+/// only runs as before.
 pub fn lower_this_thread() {
     let n = background_nice();
     if n == 0 {
         return;
     }
     #[cfg(target_os = "linux")]
-    if let Err(e) = renice_this_thread(n) {
+    if let Err(e) = renice_this_thread((base_nice() + n).min(19)) {
         tracing::warn!(error = %e, "could not lower a background thread's priority");
     }
 }
@@ -83,8 +101,10 @@ pub fn this_thread_nice() -> std::io::Result<i32> {
 }
 
 #[cfg(target_os = "linux")]
-fn renice_this_thread(by: i32) -> std::io::Result<()> {
-    let target = (this_thread_nice()? + by).min(19);
+fn renice_this_thread(target: i32) -> std::io::Result<()> {
+    if this_thread_nice()? >= target {
+        return Ok(());
+    }
     // SAFETY: `setpriority` on the calling thread's id; raising one's nice value is
     // always permitted.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, target) };
@@ -101,16 +121,20 @@ mod tests {
     #[test]
     fn background_threads_and_what_they_start_run_niced_and_their_creator_does_not() {
         let before = this_thread_nice().unwrap();
-        let (own, child) = in_background("niced", || {
+        set_background_nice(DEFAULT_BACKGROUND_NICE);
+        let (own, child, nested) = in_background("niced", || {
             let own = this_thread_nice().unwrap();
             let child = std::thread::spawn(|| this_thread_nice().unwrap())
                 .join()
                 .unwrap();
-            (own, child)
+            // A background thread started by a background thread: not lowered twice.
+            let nested = in_background("nested", || this_thread_nice().unwrap());
+            (own, child, nested)
         });
-        let expected = (before + background_nice()).min(19);
+        let expected = (before + DEFAULT_BACKGROUND_NICE).min(19);
         assert_eq!(own, expected, "the background thread");
         assert_eq!(child, expected, "a thread it started");
+        assert_eq!(nested, expected, "a background thread it started");
         assert_eq!(
             this_thread_nice().unwrap(),
             before,
