@@ -3,8 +3,8 @@
 # ClickHouse (a private server on 127.0.0.1:18123 unless VIGIE_TEST_CLICKHOUSE_URL is set;
 # every test creates and drops its own database) and a real Fluvio cluster, the ONNX scorer on the onnxruntime
 # library of its PyPI wheel, the Arroyo UDF plugins loaded as Arroyo loads them, the
-# scorer against VADER on the labeled sets (eval/), then the schema and the README's BI
-# queries on a current ClickHouse engine (chdb).
+# scorer against VADER on the labeled sets (eval/), the patched fjall's own unit tests,
+# then the schema and the README's BI queries on a current ClickHouse engine (chdb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIGIE_TEST_CLICKHOUSE_URL=$(scripts/clickhouse.sh VIGIE_TEST_CLICKHOUSE_URL 18123 19000)
@@ -32,5 +32,9 @@ else
   cargo test -p vigie-udfs --no-fail-fast
 fi
 udfs/arroyo/test.sh
+# The vendored store's own unit tests, on the patched source (third_party/*/VIGIE.md; the
+# compaction lane of fjall's worker pool is tested there).
+(cd third_party/fjall && CARGO_TARGET_DIR=../../target/fjall \
+  cargo test --lib --config 'patch.crates-io.lsm-tree.path="../lsm-tree"' -q)
 python3 eval/evaluate.py --vigie target/debug/vigie --check
 python3 scripts/chdb_check.py

@@ -152,9 +152,9 @@ impl MentionStore {
                 // worker can block forever sending a flush request into its own full queue (the
                 // writers fill it with rotation requests under heavy writes; fjall PR #323) —
                 // a 1 M chaos run in Fluvio mode stopped progressing with one, probably so. With
-                // two, the first worker hands compaction requests back to the queue and spins
-                // while the other compacts (`store` bench: ~7.4–7.8 CPU µs per mention at 3 M
-                // against 6.5 with one thread); that is the price of not stalling.
+                // two, the first worker leaves compactions to the second (upstream, it put
+                // them back on the shared queue and spun while the other compacted; patched
+                // in third_party/fjall, VIGIE.md "Compaction lane").
                 .worker_threads(2)
                 .open()
         };

@@ -72,12 +72,15 @@ impl Drop for DatabaseInner {
             > 0
         {
             let _ = self.worker_pool.rx.drain().count();
+            let _ = self.worker_pool.compact_rx.drain().count();
             let _ = self.worker_pool.sender.try_send(WorkerMessage::Close);
             std::thread::sleep(std::time::Duration::from_micros(10));
         }
 
         // Drain again after threads are closed
         let _ = self.worker_pool.rx.drain().count();
+        // vigie patch: and the compaction lane (its messages hold keyspaces: cyclic Arcs).
+        let _ = self.worker_pool.compact_rx.drain().count();
 
         // IMPORTANT: Break cyclic Arcs
         self.supervisor.flush_manager.clear();

@@ -14,6 +14,7 @@ use std::{
         Arc, Mutex,
     },
     thread::JoinHandle,
+    time::Duration,
 };
 
 pub enum WorkerMessage {
@@ -45,16 +46,25 @@ pub struct WorkerPool {
     thread_handles: Mutex<Vec<WorkerHandle>>,
     pub(crate) rx: flume::Receiver<WorkerMessage>,
     pub(crate) sender: flume::Sender<WorkerMessage>,
+    /// vigie patch: compaction requests that worker 0 leaves to the others. Upstream put
+    /// them back on the shared queue, where worker 0 took them again at once: while
+    /// another worker compacted, worker 0 spun sending and receiving the same message
+    /// (~17 % of vigie's CPU samples at 10 M mentions, benches/README.md).
+    pub(crate) compact_rx: flume::Receiver<WorkerMessage>,
+    pub(crate) compact_sender: flume::Sender<WorkerMessage>,
 }
 
 impl WorkerPool {
     pub fn prepare() -> Self {
         let (sender, rx) = flume::bounded(1_000);
+        let (compact_sender, compact_rx) = flume::bounded(1_000);
 
         Self {
             thread_handles: Mutex::default(),
             rx,
             sender,
+            compact_rx,
+            compact_sender,
         }
     }
 
@@ -78,6 +88,8 @@ impl WorkerPool {
                         pool_size,
                         worker_id: i,
                         rx: self.rx.clone(),
+                        compact_rx: self.compact_rx.clone(),
+                        compact_sender: self.compact_sender.clone(),
                         supervisor: supervisor.clone(),
                         stats: stats.clone(),
                         sender: self.sender.clone(),
@@ -163,11 +175,38 @@ struct WorkerState {
     supervisor: Supervisor,
     rx: flume::Receiver<WorkerMessage>,
     sender: flume::Sender<WorkerMessage>,
+    compact_rx: flume::Receiver<WorkerMessage>,
+    compact_sender: flume::Sender<WorkerMessage>,
     stats: Arc<Stats>,
 }
 
+/// vigie patch: the next message of a worker other than worker 0 in a pool of several:
+/// the shared queue first, then the compaction requests worker 0 left (see
+/// `WorkerPool::compact_rx`), waiting on those at most 5 ms at a time so a message on
+/// the shared queue (a flush, `Close`) is not kept waiting longer. `None`: the pool is
+/// closing.
+fn next_message(ctx: &WorkerState) -> Option<WorkerMessage> {
+    loop {
+        match ctx.rx.try_recv() {
+            Ok(item) => return Some(item),
+            Err(flume::TryRecvError::Disconnected) => return None,
+            Err(flume::TryRecvError::Empty) => {}
+        }
+        match ctx.compact_rx.recv_timeout(Duration::from_millis(5)) {
+            Ok(item) => return Some(item),
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
 fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
-    let Ok(item) = ctx.rx.recv() else {
+    let item = if ctx.pool_size > 1 && ctx.worker_id > 0 {
+        next_message(ctx)
+    } else {
+        ctx.rx.recv().ok()
+    };
+    let Some(item) = item else {
         return Ok(true);
     };
 
@@ -263,7 +302,10 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
         WorkerMessage::Compact(keyspace) => {
             // NOTE: Let one worker prioritize flushing if there are pending flushes
             if ctx.pool_size > 1 && ctx.worker_id == 0 {
-                ctx.sender.try_send(WorkerMessage::Compact(keyspace)).ok();
+                // vigie patch: to the other workers' lane, not back onto the shared queue.
+                ctx.compact_sender
+                    .try_send(WorkerMessage::Compact(keyspace))
+                    .ok();
                 return Ok(false);
             }
 
@@ -319,6 +361,46 @@ mod tests {
             );
         }
 
+        Ok(())
+    }
+
+    /// vigie patch: in a pool of several, worker 0 hands a compaction request to the
+    /// other workers' lane instead of putting it back on the shared queue, where it would
+    /// take it again at once and spin while another worker compacts.
+    #[test]
+    fn worker_zero_hands_compactions_to_the_others_lane() -> crate::Result<()> {
+        let folder = tempfile::tempdir()?;
+        let db = Database::builder(&folder)
+            .worker_threads_unchecked(0)
+            .open()?;
+        let ks = db.keyspace("default", KeyspaceCreateOptions::default)?;
+        let pool = &db.worker_pool;
+        let _ = pool.rx.drain().count();
+        let state = |worker_id| WorkerState {
+            pool_size: 2,
+            worker_id,
+            supervisor: db.supervisor.clone(),
+            rx: pool.rx.clone(),
+            sender: pool.sender.clone(),
+            compact_rx: pool.compact_rx.clone(),
+            compact_sender: pool.compact_sender.clone(),
+            stats: Arc::default(),
+        };
+
+        pool.sender.send(WorkerMessage::Compact(ks.clone())).ok();
+        assert!(!worker_tick(&state(0))?);
+        assert_eq!(0, pool.rx.len(), "not put back on the shared queue");
+        assert_eq!(1, pool.compact_rx.len(), "left to the other workers");
+
+        // Worker 1 takes it from the lane (and compacts: nothing to do here).
+        assert!(!worker_tick(&state(1))?);
+        assert_eq!(0, pool.compact_rx.len());
+
+        // And still sees the shared queue first.
+        pool.compact_sender.send(WorkerMessage::Compact(ks.clone())).ok();
+        pool.sender.send(WorkerMessage::Close).ok();
+        assert!(worker_tick(&state(1))?, "Close, from the shared queue");
+        let _ = pool.compact_rx.drain().count();
         Ok(())
     }
 
