@@ -13,6 +13,7 @@ pub mod gen;
 pub mod graph;
 pub mod ingest;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod post;
 pub mod priority;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vigie_pipeline::cli::{Cli, Command, FileConfig};
-use vigie_pipeline::{admin, app, gen, replay, scoring};
+use vigie_pipeline::{admin, app, gen, memory, replay, scoring};
 
 // The dataflow allocates and frees many small records across threads; glibc's allocator
 // spent ~45% of the CPU on that under load (benches/README.md, "Profile").
@@ -11,6 +11,8 @@ use vigie_pipeline::{admin, app, gen, replay, scoring};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // Before anything large is allocated: see `vigie_pipeline::memory`.
+    memory::no_transparent_huge_pages();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
