@@ -251,43 +251,57 @@ pub fn matched_keywords(text: &str, keywords: &[String]) -> Vec<usize> {
     KeywordSet::new(keywords.to_vec()).matched(text)
 }
 
-/// Appends `text`'s match words to `buf`, and each one's span in it to `spans`.
-fn push_match_words(text: &str, buf: &mut String, spans: &mut Vec<(usize, usize)>) {
-    for_each_match_word(text, |w| {
-        let start = buf.len();
-        buf.push_str(w);
-        spans.push((start, buf.len()));
-        true
-    });
-}
-
 /// A source's keywords with their words split and folded once, for matching many texts
 /// ([`matched_keywords`]).
+///
+/// Each distinct keyword word gets a small id. A text is read once: each of its words
+/// becomes the id of the keyword word it equals (compared by length first, so most text
+/// words cost a few integer compares and no copy), and keywords are then found as runs of
+/// ids. Same matches as comparing the words themselves (unit test against the former
+/// code).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeywordSet {
     keywords: Vec<String>,
-    /// Every keyword's words, one after the other.
-    words: String,
-    /// Each word's span in `words`.
-    spans: Vec<(usize, usize)>,
-    /// Each keyword's words, as a range of `spans` (empty: it has none and matches nothing).
+    /// The distinct words of all keywords, folded; a word's id is its index.
+    words: Vec<String>,
+    /// Every keyword's word ids, one keyword after the other.
+    ids: Vec<u32>,
+    /// Each keyword's words, as a range of `ids` (empty: it has none and matches nothing).
     ranges: Vec<(usize, usize)>,
+    /// Every keyword is one word and there are at most 64 distinct ones: `ids[i]` is
+    /// keyword `i`'s word.
+    single: bool,
 }
+
+/// A text word that is no keyword's word.
+const NO_WORD: u32 = u32::MAX;
 
 impl KeywordSet {
     /// Splits `keywords` into their match words.
     pub fn new(keywords: Vec<String>) -> KeywordSet {
-        let (mut words, mut spans, mut ranges) = (String::new(), Vec::new(), Vec::new());
+        let (mut words, mut ids, mut ranges) = (Vec::<String>::new(), Vec::new(), Vec::new());
         for k in &keywords {
-            let first = spans.len();
-            push_match_words(k, &mut words, &mut spans);
-            ranges.push((first, spans.len()));
+            let first = ids.len();
+            for_each_match_word(k, |w| {
+                let id = match words.iter().position(|x| x == w) {
+                    Some(i) => i,
+                    None => {
+                        words.push(w.to_string());
+                        words.len() - 1
+                    }
+                };
+                ids.push(id as u32);
+                true
+            });
+            ranges.push((first, ids.len()));
         }
+        let single = words.len() <= 64 && ranges.iter().all(|(from, to)| to - from == 1);
         KeywordSet {
             keywords,
             words,
-            spans,
+            ids,
             ranges,
+            single,
         }
     }
 
@@ -298,24 +312,39 @@ impl KeywordSet {
 
     /// Indices of the keywords `text` mentions, in order.
     pub fn matched(&self, text: &str) -> Vec<usize> {
-        if self.keywords.is_empty() {
+        if self.words.is_empty() {
             return Vec::new();
         }
-        // The text's words in one buffer, by their spans.
-        let mut buf = String::with_capacity(text.len() + 16);
-        let mut text_spans = Vec::with_capacity(text.len() / 4 + 1);
-        push_match_words(text, &mut buf, &mut text_spans);
-        let word = |s: &(usize, usize)| &self.words[s.0..s.1];
+        let id_of = |w: &str| self.words.iter().position(|k| k.len() == w.len() && k == w);
+        if self.single {
+            // Which words occur is enough.
+            let mut seen = 0u64;
+            for_each_match_word(text, |w| {
+                if let Some(i) = id_of(w) {
+                    seen |= 1 << i;
+                }
+                true
+            });
+            return (0..self.ids.len())
+                .filter(|&i| seen & (1 << self.ids[i]) != 0)
+                .collect();
+        }
+        // The text's words as keyword word ids.
+        let mut text_ids = Vec::with_capacity(text.len() / 4 + 1);
+        let mut any = false;
+        for_each_match_word(text, |w| {
+            let id = id_of(w).map_or(NO_WORD, |i| i as u32);
+            any |= id != NO_WORD;
+            text_ids.push(id);
+            true
+        });
+        if !any {
+            return Vec::new();
+        }
         let mut matched = Vec::new();
         for (i, &(from, to)) in self.ranges.iter().enumerate() {
-            let kw = &self.spans[from..to];
-            let n = kw.len();
-            let at = |start: usize| {
-                kw.iter()
-                    .zip(&text_spans[start..start + n])
-                    .all(|(k, t)| word(k) == &buf[t.0..t.1])
-            };
-            if n > 0 && n <= text_spans.len() && (0..=text_spans.len() - n).any(at) {
+            let kw = &self.ids[from..to];
+            if !kw.is_empty() && text_ids.windows(kw.len()).any(|w| w == kw) {
                 matched.push(i);
             }
         }
@@ -439,6 +468,11 @@ mod tests {
         .iter()
         .map(|k| k.to_string())
         .collect();
+        // One word each: `KeywordSet`'s shortcut.
+        let single_words: Vec<String> = ["acme", "#Acme", "déçu", "42", "straße", "service"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..5_000 {
             seed ^= seed << 13;
@@ -451,11 +485,13 @@ mod tests {
             let text = text.join(if seed.is_multiple_of(3) { "  " } else { " " });
             assert_eq!(match_words(&text), before::match_words(&text), "{text:?}");
             assert_eq!(story_key(&text), before::story_key(&text), "{text:?}");
-            assert_eq!(
-                matched_keywords(&text, &keywords),
-                before::matched_keywords(&text, &keywords),
-                "{text:?}"
-            );
+            for keywords in [&keywords, &single_words] {
+                assert_eq!(
+                    matched_keywords(&text, keywords),
+                    before::matched_keywords(&text, keywords),
+                    "{text:?} {keywords:?}"
+                );
+            }
         }
     }
 
