@@ -3,7 +3,7 @@
 # ClickHouse (a private server on 127.0.0.1:18123 unless VIGIE_TEST_CLICKHOUSE_URL is set;
 # every test creates and drops its own database) and a real Fluvio cluster, the ONNX scorer on the onnxruntime
 # library of its PyPI wheel, the Arroyo UDF plugins loaded as Arroyo loads them, the
-# scorer against VADER on the labeled sets (eval/), the patched fjall's own unit tests,
+# scorer against VADER on the labeled sets (eval/), the patched fjall's and lsm-tree's own unit tests,
 # then the schema and the README's BI queries on a current ClickHouse engine (chdb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +33,9 @@ else
 fi
 udfs/arroyo/test.sh
 # The vendored store's own unit tests, on the patched source (third_party/*/VIGIE.md; the
-# compaction lane of fjall's worker pool is tested there).
+# compaction lane of fjall's worker pool and lsm-tree's memtable filter are tested there).
 (cd third_party/fjall && CARGO_TARGET_DIR=../../target/fjall \
   cargo test --lib --config 'patch.crates-io.lsm-tree.path="../lsm-tree"' -q)
+(cd third_party/lsm-tree && CARGO_TARGET_DIR=../../target/lsm cargo test --lib -q)
 python3 eval/evaluate.py --vigie target/debug/vigie --check
 python3 scripts/chdb_check.py

@@ -51,6 +51,8 @@ pub fn apply_to_base_config(
         .index_block_pinning_policy(our_config.index_block_pinning_policy.clone())
         .data_block_hash_ratio_policy(our_config.data_block_hash_ratio_policy.clone())
         .expect_point_read_hits(our_config.expect_point_read_hits)
+        // vigie patch.
+        .memtable_filter_bits(our_config.memtable_filter_bits)
         .with_kv_separation(our_config.kv_separation_opts.clone())
         .index_block_partitioning_policy(our_config.index_block_partitioning_policy.clone())
         .filter_block_partitioning_policy(our_config.filter_block_partitioning_policy.clone())

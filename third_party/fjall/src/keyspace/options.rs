@@ -27,6 +27,9 @@ pub struct CreateOptions {
     /// Maximum size of this keyspace's memtable - can be changed during runtime
     pub(crate) max_memtable_size: u64,
 
+    /// vigie patch: bits of each memtable's key filter (0: none).
+    pub(crate) memtable_filter_bits: u64,
+
     /// Data block hash ratio
     #[doc(hidden)]
     pub data_block_hash_ratio_policy: HashRatioPolicy,
@@ -89,6 +92,8 @@ impl Default for CreateOptions {
             manual_journal_persist: false,
 
             max_memtable_size: /* 64 MiB */ 64 * 1_024 * 1_024,
+
+            memtable_filter_bits: 0,
 
             data_block_hash_ratio_policy: HashRatioPolicy::all(0.0),
 
@@ -342,6 +347,14 @@ impl CreateOptions {
             .expect("should exist");
         let max_memtable_size = (&mut &max_memtable_size[..]).read_u64::<byteorder::LE>()?;
 
+        // vigie patch: absent from keyspaces created before the option: no filter.
+        let memtable_filter_bits = match meta_keyspace
+            .get_kv_for_config(keyspace_id, "memtable_filter_bits")?
+        {
+            Some(v) => (&mut &v[..]).read_u64::<byteorder::LE>()?,
+            None => 0,
+        };
+
         Ok(Self {
             data_block_hash_ratio_policy,
 
@@ -367,6 +380,8 @@ impl CreateOptions {
             manual_journal_persist,
 
             max_memtable_size,
+
+            memtable_filter_bits,
 
             compaction_strategy,
 
@@ -459,6 +474,11 @@ impl CreateOptions {
             {
                 let key = encode_config_key(keyspace_id, "max_memtable_size");
                 (key, self.max_memtable_size.to_le_bytes().into())
+            },
+            // vigie patch.
+            {
+                let key = encode_config_key(keyspace_id, "memtable_filter_bits");
+                (key, self.memtable_filter_bits.to_le_bytes().into())
             },
             {
                 let key = encode_config_key(keyspace_id, "version");
@@ -667,6 +687,16 @@ impl CreateOptions {
     #[must_use]
     pub fn max_memtable_size(mut self, bytes: u64) -> Self {
         self.max_memtable_size = bytes;
+        self
+    }
+
+    /// vigie patch: gives each memtable a Bloom filter of `bits` bits (0, the default:
+    /// none), so that a point read of a key the memtable does not hold skips its skiplist
+    /// (lsm-tree's `Config::memtable_filter_bits`). For a store whose reads mostly look up
+    /// new keys. Size it to ~40 bits per entry a full memtable holds.
+    #[must_use]
+    pub fn memtable_filter_bits(mut self, bits: u64) -> Self {
+        self.memtable_filter_bits = bits;
         self
     }
 

@@ -286,8 +286,11 @@ impl AbstractTree for BlobTree {
             &config.path,
             |v| {
                 let mut copy = v.clone();
-                copy.active_memtable =
-                    Arc::new(Memtable::new(self.index.memtable_id_counter.next()));
+                // vigie patch: with the configured filter.
+                copy.active_memtable = Arc::new(Memtable::with_filter(
+                    self.index.memtable_id_counter.next(),
+                    self.index.config.memtable_filter_bits,
+                ));
                 copy.sealed_memtables = Arc::default();
                 copy.version = Version::new(v.version.id() + 1, self.tree_type());
                 Ok(copy)

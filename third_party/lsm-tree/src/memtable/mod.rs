@@ -35,6 +35,54 @@ pub struct Memtable {
     pub(crate) highest_seqno: AtomicU64,
 
     pub(crate) requested_rotation: AtomicBool,
+
+    /// vigie patch: which keys may be in `items` (`None`: no filter, upstream's behaviour).
+    filter: Option<Filter>,
+}
+
+/// vigie patch: a blocked Bloom filter over a memtable's user keys, filled as items are
+/// inserted (concurrently: bits are only ever set). Each key sets 4 bits of one 64-bit
+/// word, so a check reads one cache line.
+struct Filter {
+    words: Box<[AtomicU64]>,
+    /// `words.len() - 1` (a power of two).
+    mask: u64,
+}
+
+impl Filter {
+    fn new(bits: u64) -> Self {
+        let words = (bits.div_ceil(64)).max(1).next_power_of_two();
+        Self {
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            mask: words - 1,
+        }
+    }
+
+    /// The word and the 4 bits of a key's hash.
+    fn slot(&self, hash: u64) -> (usize, u64) {
+        // The low bits choose the word, the top 24 the bits in it.
+        #[expect(clippy::cast_possible_truncation, reason = "masked to the table's size")]
+        let word = (hash & self.mask) as usize;
+        let bits = (1u64 << (hash >> 58))
+            | (1u64 << ((hash >> 52) & 63))
+            | (1u64 << ((hash >> 46) & 63))
+            | (1u64 << ((hash >> 40) & 63));
+        (word, bits)
+    }
+
+    fn insert(&self, key: &[u8]) {
+        let (word, bits) = self.slot(crate::hash::hash64(key));
+        if let Some(w) = self.words.get(word) {
+            w.fetch_or(bits, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn may_contain(&self, key: &[u8]) -> bool {
+        let (word, bits) = self.slot(crate::hash::hash64(key));
+        self.words
+            .get(word)
+            .is_none_or(|w| w.load(std::sync::atomic::Ordering::Acquire) & bits == bits)
+    }
 }
 
 impl Memtable {
@@ -64,7 +112,22 @@ impl Memtable {
             approximate_size: AtomicU64::default(),
             highest_seqno: AtomicU64::default(),
             requested_rotation: AtomicBool::default(),
+            filter: None,
         }
+    }
+
+    /// vigie patch: a memtable whose point reads first ask a filter of `bits` bits
+    /// (rounded up to a power of two; 0: no filter, as [`Memtable::new`]) whether the key
+    /// can be in it at all. Every insert sets the key's bits before the item is linked in,
+    /// so a read that finds the item also finds its bits.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_filter(id: MemtableId, bits: u64) -> Self {
+        let mut memtable = Self::new(id);
+        if bits > 0 {
+            memtable.filter = Some(Filter::new(bits));
+        }
+        memtable
     }
 
     /// Creates an iterator over all items.
@@ -92,6 +155,11 @@ impl Memtable {
     #[doc(hidden)]
     pub fn get(&self, key: &[u8], seqno: SeqNo) -> Option<InternalValue> {
         if seqno == 0 {
+            return None;
+        }
+
+        // vigie patch: most reads of a store of new keys end here.
+        if self.filter.as_ref().is_some_and(|f| !f.may_contain(key)) {
             return None;
         }
 
@@ -157,6 +225,11 @@ impl Memtable {
             .approximate_size
             .fetch_add(item_size, std::sync::atomic::Ordering::AcqRel);
 
+        // vigie patch: the filter's bits first (see `with_filter`).
+        if let Some(filter) = &self.filter {
+            filter.insert(&item.key.user_key);
+        }
+
         let key = InternalKey::new(item.key.user_key, item.key.seqno, item.key.value_type);
         self.items.insert(key, item.value);
 
@@ -184,6 +257,73 @@ mod tests {
     use super::*;
     use crate::ValueType;
     use test_log::test;
+
+    /// vigie patch: a filtered memtable finds every key it holds, at every seqno, and its
+    /// filter turns away nearly all the others.
+    #[test]
+    #[expect(clippy::unwrap_used)]
+    fn filtered_memtable_finds_every_key_and_skips_most_others() {
+        let memtable = Memtable::with_filter(0, 1 << 16);
+        assert!(memtable.filter.is_some());
+        for i in 0..2_000u32 {
+            memtable.insert(InternalValue::from_components(
+                format!("key-{i}").into_bytes(),
+                i.to_le_bytes(),
+                u64::from(i) + 1,
+                ValueType::Value,
+            ));
+        }
+        for i in 0..2_000u32 {
+            let key = format!("key-{i}");
+            let item = memtable.get(key.as_bytes(), SeqNo::MAX).unwrap();
+            assert_eq!(&*item.value, &i.to_le_bytes());
+            // Not visible below its own seqno.
+            assert_eq!(None, memtable.get(key.as_bytes(), u64::from(i) + 1));
+        }
+        let filter = memtable.filter.as_ref().unwrap();
+        let passed = (0..100_000u32)
+            .filter(|i| {
+                let key = format!("other-{i}");
+                assert_eq!(None, memtable.get(key.as_bytes(), SeqNo::MAX));
+                filter.may_contain(key.as_bytes())
+            })
+            .count();
+        // 32 bits per key, 4 bits in one word: about 1 in 10,000 expected.
+        assert!(passed < 100, "{passed} of 100,000 absent keys passed the filter");
+        assert!(Memtable::with_filter(1, 0).filter.is_none());
+    }
+
+    /// vigie patch: every memtable a tree makes — its first, and each after a rotation —
+    /// has the configured filter, and reads through sealed ones still find their keys.
+    #[test]
+    #[expect(clippy::unwrap_used)]
+    fn a_tree_gives_each_memtable_its_filter() -> crate::Result<()> {
+        use crate::{AbstractTree, Config, SequenceNumberCounter};
+        let dir = tempfile::tempdir()?;
+        let tree = Config::new(
+            dir.path(),
+            SequenceNumberCounter::default(),
+            SequenceNumberCounter::default(),
+        )
+        .memtable_filter_bits(1 << 12)
+        .open()?;
+        assert!(tree.active_memtable().filter.is_some());
+        tree.insert("a", "1", 0);
+        tree.rotate_memtable().unwrap();
+        assert!(tree.active_memtable().filter.is_some());
+        tree.insert("b", "2", 1);
+        assert_eq!(&*tree.get("a", SeqNo::MAX)?.unwrap(), b"1");
+        assert_eq!(&*tree.get("b", SeqNo::MAX)?.unwrap(), b"2");
+        assert_eq!(None, tree.get("c", SeqNo::MAX)?);
+        let plain = Config::new(
+            dir.path().join("plain"),
+            SequenceNumberCounter::default(),
+            SequenceNumberCounter::default(),
+        )
+        .open()?;
+        assert!(plain.active_memtable().filter.is_none());
+        Ok(())
+    }
 
     #[test]
     #[expect(clippy::unwrap_used)]

@@ -88,8 +88,12 @@ impl TreeInner {
             memtable_id_counter: SequenceNumberCounter::new(1),
             table_id_counter: SequenceNumberCounter::default(),
             blob_file_id_counter: SequenceNumberCounter::default(),
+            // vigie patch: the first memtable gets the configured filter too.
+            version_history: Arc::new(RwLock::new(SuperVersions::new(
+                version,
+                config.memtable_filter_bits,
+            ))),
             config: Arc::new(config),
-            version_history: Arc::new(RwLock::new(SuperVersions::new(version))),
             stop_signal: StopSignal::default(),
             major_compaction_lock: RwLock::default(),
             flush_lock: Mutex::default(),

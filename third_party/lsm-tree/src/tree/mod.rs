@@ -274,7 +274,7 @@ impl AbstractTree for Tree {
             &config.path,
             |v| {
                 let mut copy = v.clone();
-                copy.active_memtable = Arc::new(Memtable::new(self.memtable_id_counter.next()));
+                copy.active_memtable = Arc::new(self.new_memtable());
                 copy.sealed_memtables = Arc::default();
                 copy.version = Version::new(v.version.id() + 1, self.tree_type());
                 Ok(copy)
@@ -515,7 +515,7 @@ impl AbstractTree for Tree {
         }
 
         let mut copy = version_history_lock.latest_version();
-        copy.active_memtable = Arc::new(Memtable::new(self.memtable_id_counter.next()));
+        copy.active_memtable = Arc::new(self.new_memtable());
         copy.sealed_memtables = Arc::new(SealedMemtables::default());
 
         // Clear active is only used for recovery where snapshots do not exist yet
@@ -574,7 +574,7 @@ impl AbstractTree for Tree {
         let yanked_memtable = super_version.active_memtable;
 
         let mut copy = version_history_lock.latest_version();
-        copy.active_memtable = Arc::new(Memtable::new(self.memtable_id_counter.next()));
+        copy.active_memtable = Arc::new(self.new_memtable());
         copy.sealed_memtables =
             Arc::new(super_version.sealed_memtables.add(yanked_memtable.clone()));
 
@@ -688,6 +688,14 @@ impl AbstractTree for Tree {
 }
 
 impl Tree {
+    /// vigie patch: a new active memtable, with the configured filter.
+    fn new_memtable(&self) -> Memtable {
+        Memtable::with_filter(
+            self.memtable_id_counter.next(),
+            self.config.memtable_filter_bits,
+        )
+    }
+
     #[doc(hidden)]
     pub fn create_internal_range<'a, K: AsRef<[u8]> + 'a, R: RangeBounds<K> + 'a>(
         version: SuperVersion,
@@ -997,7 +1005,11 @@ impl Tree {
             memtable_id_counter: SequenceNumberCounter::new(1),
             table_id_counter: SequenceNumberCounter::new(highest_table_id + 1),
             blob_file_id_counter: SequenceNumberCounter::default(),
-            version_history: Arc::new(RwLock::new(SuperVersions::new(version))),
+            // vigie patch: the first memtable gets the configured filter too.
+            version_history: Arc::new(RwLock::new(SuperVersions::new(
+                version,
+                config.memtable_filter_bits,
+            ))),
             stop_signal: StopSignal::default(),
             config: Arc::new(config),
             major_compaction_lock: RwLock::default(),

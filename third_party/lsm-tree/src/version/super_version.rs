@@ -33,10 +33,11 @@ pub struct SuperVersion {
 pub struct SuperVersions(VecDeque<SuperVersion>);
 
 impl SuperVersions {
-    pub fn new(version: Version) -> Self {
+    /// vigie patch: `memtable_filter_bits` for the first memtable (`Config::memtable_filter_bits`).
+    pub fn new(version: Version, memtable_filter_bits: u64) -> Self {
         Self(
             vec![SuperVersion {
-                active_memtable: Arc::new(Memtable::new(0)),
+                active_memtable: Arc::new(Memtable::with_filter(0, memtable_filter_bits)),
                 sealed_memtables: Arc::default(),
                 version,
                 seqno: 0,
