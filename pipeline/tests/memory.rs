@@ -26,7 +26,10 @@ fn thp_enabled(allow: Option<&str>) -> String {
         .unwrap_or_default()
         .starts_with("0 0x0 ")
     {
-        assert!(Instant::now() < deadline, "vigie score never waited on its stdin");
+        assert!(
+            Instant::now() < deadline,
+            "vigie score never waited on its stdin"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

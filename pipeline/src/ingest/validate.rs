@@ -128,7 +128,11 @@ fn plain_http_url(url: &str) -> bool {
     last_label_starts_with_letter
         && host.len() <= 253
         && tail.iter().all(|&c| {
-            (0x21..0x7f).contains(&c) && !matches!(c, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}')
+            (0x21..0x7f).contains(&c)
+                && !matches!(
+                    c,
+                    b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+                )
         })
 }
 
@@ -301,10 +305,41 @@ mod tests {
         }
         // Left to the parser (valid or not): the result is the parser's.
         let pieces = [
-            "https://", "http://", "HTTPS://", "ftp://", "x.com", "X.com", "1.2.3.4", "999.1.1.1",
-            "xn--bcher-kva.ch", "xn--zz.com", "-a.com", "a-.com", "a..com", ".a.com", "a.com.",
-            "a.123", "[::1]", ":8080", "u@", "/p", "?q=1", "#f", " ", "\\", "%zz", "é", "|",
-            "a", "-", ".", "/", "", "\t", "^", "{}",
+            "https://",
+            "http://",
+            "HTTPS://",
+            "ftp://",
+            "x.com",
+            "X.com",
+            "1.2.3.4",
+            "999.1.1.1",
+            "xn--bcher-kva.ch",
+            "xn--zz.com",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            ".a.com",
+            "a.com.",
+            "a.123",
+            "[::1]",
+            ":8080",
+            "u@",
+            "/p",
+            "?q=1",
+            "#f",
+            " ",
+            "\\",
+            "%zz",
+            "é",
+            "|",
+            "a",
+            "-",
+            ".",
+            "/",
+            "",
+            "\t",
+            "^",
+            "{}",
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {
@@ -316,7 +351,10 @@ mod tests {
                 .map(|i| pieces[((seed >> (i * 9)) as usize) % pieces.len()])
                 .collect();
             if plain_http_url(&u) {
-                assert!(by_parser(&u), "the scan accepted {u:?}, the parser does not");
+                assert!(
+                    by_parser(&u),
+                    "the scan accepted {u:?}, the parser does not"
+                );
             }
             assert_eq!(is_http_url(&u), by_parser(&u), "{u:?}");
         }
