@@ -452,6 +452,14 @@ mod tests {
         }
     }
 
+    /// The next number of a xorshift sequence (test inputs).
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     #[test]
     fn words_keys_and_keyword_matches_are_those_of_the_former_code() {
         const PIECES: [&str; 28] = [
@@ -500,11 +508,9 @@ mod tests {
             .iter()
             .map(|k| k.to_string())
             .collect();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..5_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = xorshift(&mut state);
             let len = (seed % 40) as usize;
             let text: Vec<&str> = (0..len)
                 .map(|i| PIECES[((seed >> (i % 50)) as usize + i * 7) % PIECES.len()])
@@ -539,11 +545,9 @@ mod tests {
             " ",
             "xhttp://c",
         ];
-        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        let mut state = 0x853c_49e6_748f_ea9bu64;
         for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = xorshift(&mut state);
             let n = (seed % 7) as usize;
             let text: String = (0..n)
                 .map(|i| PIECES[((seed >> (i * 7)) as usize) % PIECES.len()])

@@ -341,14 +341,12 @@ mod tests {
             "^",
             "{}",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(9);
         for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let n = 1 + (seed % 6) as usize;
+            let n = rng.random_range(1..=6);
             let u: String = (0..n)
-                .map(|i| pieces[((seed >> (i * 9)) as usize) % pieces.len()])
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
                 .collect();
             if plain_http_url(&u) {
                 assert!(
