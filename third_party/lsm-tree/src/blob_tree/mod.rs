@@ -287,10 +287,7 @@ impl AbstractTree for BlobTree {
             |v| {
                 let mut copy = v.clone();
                 // vigie patch: with the configured filter.
-                copy.active_memtable = Arc::new(Memtable::with_filter(
-                    self.index.memtable_id_counter.next(),
-                    self.index.config.memtable_filter_bits,
-                ));
+                copy.active_memtable = Arc::new(self.index.new_memtable());
                 copy.sealed_memtables = Arc::default();
                 copy.version = Version::new(v.version.id() + 1, self.tree_type());
                 Ok(copy)

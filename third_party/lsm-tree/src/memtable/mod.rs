@@ -70,15 +70,15 @@ impl Filter {
         (word, bits)
     }
 
-    fn insert(&self, key: &[u8]) {
-        let (word, bits) = self.slot(crate::hash::hash64(key));
+    fn insert(&self, key_hash: u64) {
+        let (word, bits) = self.slot(key_hash);
         if let Some(w) = self.words.get(word) {
             w.fetch_or(bits, std::sync::atomic::Ordering::Release);
         }
     }
 
-    fn may_contain(&self, key: &[u8]) -> bool {
-        let (word, bits) = self.slot(crate::hash::hash64(key));
+    fn may_contain(&self, key_hash: u64) -> bool {
+        let (word, bits) = self.slot(key_hash);
         self.words
             .get(word)
             .is_none_or(|w| w.load(std::sync::atomic::Ordering::Acquire) & bits == bits)
@@ -154,12 +154,29 @@ impl Memtable {
     /// The item with the highest seqno will be returned, if `seqno` is None.
     #[doc(hidden)]
     pub fn get(&self, key: &[u8], seqno: SeqNo) -> Option<InternalValue> {
+        // vigie patch: the key's hash only where a filter needs it.
+        let key_hash = if self.filter.is_some() {
+            crate::hash::hash64(key)
+        } else {
+            0
+        };
+        self.get_with_hash(key, seqno, key_hash)
+    }
+
+    /// vigie patch: [`Memtable::get`] with the key's hash (`crate::hash::hash64`, the
+    /// tables' filters' hash too), computed once per tree read.
+    pub(crate) fn get_with_hash(
+        &self,
+        key: &[u8],
+        seqno: SeqNo,
+        key_hash: u64,
+    ) -> Option<InternalValue> {
         if seqno == 0 {
             return None;
         }
 
         // vigie patch: most reads of a store of new keys end here.
-        if self.filter.as_ref().is_some_and(|f| !f.may_contain(key)) {
+        if self.filter.as_ref().is_some_and(|f| !f.may_contain(key_hash)) {
             return None;
         }
 
@@ -227,7 +244,7 @@ impl Memtable {
 
         // vigie patch: the filter's bits first (see `with_filter`).
         if let Some(filter) = &self.filter {
-            filter.insert(&item.key.user_key);
+            filter.insert(crate::hash::hash64(&item.key.user_key));
         }
 
         let key = InternalKey::new(item.key.user_key, item.key.seqno, item.key.value_type);
@@ -285,7 +302,7 @@ mod tests {
             .filter(|i| {
                 let key = format!("other-{i}");
                 assert_eq!(None, memtable.get(key.as_bytes(), SeqNo::MAX));
-                filter.may_contain(key.as_bytes())
+                filter.may_contain(crate::hash::hash64(key.as_bytes()))
             })
             .count();
         // 32 bits per key, 4 bits in one word: about 1 in 10,000 expected.

@@ -689,7 +689,7 @@ impl AbstractTree for Tree {
 
 impl Tree {
     /// vigie patch: a new active memtable, with the configured filter.
-    fn new_memtable(&self) -> Memtable {
+    pub(crate) fn new_memtable(&self) -> Memtable {
         Memtable::with_filter(
             self.memtable_id_counter.next(),
             self.config.memtable_filter_bits,
@@ -730,30 +730,35 @@ impl Tree {
         key: &[u8],
         seqno: SeqNo,
     ) -> crate::Result<Option<InternalValue>> {
-        if let Some(entry) = super_version.active_memtable.get(key, seqno) {
+        // NOTE: Create key hash for hash sharing
+        // https://fjall-rs.github.io/post/bloom-filter-hash-sharing/
+        // vigie patch: computed first, the memtables' filters use it too.
+        let key_hash = crate::table::filter::standard_bloom::Builder::get_hash(key);
+
+        if let Some(entry) = super_version
+            .active_memtable
+            .get_with_hash(key, seqno, key_hash)
+        {
             return Ok(ignore_tombstone_value(entry));
         }
 
         // Now look in sealed memtables
         if let Some(entry) =
-            Self::get_internal_entry_from_sealed_memtables(super_version, key, seqno)
+            Self::get_internal_entry_from_sealed_memtables(super_version, key, seqno, key_hash)
         {
             return Ok(ignore_tombstone_value(entry));
         }
 
         // Now look in tables... this may involve disk I/O
-        Self::get_internal_entry_from_tables(&super_version.version, key, seqno)
+        Self::get_internal_entry_from_tables(&super_version.version, key, seqno, key_hash)
     }
 
     fn get_internal_entry_from_tables(
         version: &Version,
         key: &[u8],
         seqno: SeqNo,
+        key_hash: u64,
     ) -> crate::Result<Option<InternalValue>> {
-        // NOTE: Create key hash for hash sharing
-        // https://fjall-rs.github.io/post/bloom-filter-hash-sharing/
-        let key_hash = crate::table::filter::standard_bloom::Builder::get_hash(key);
-
         for table in version
             .iter_levels()
             .flat_map(|lvl| lvl.iter())
@@ -771,9 +776,10 @@ impl Tree {
         super_version: &SuperVersion,
         key: &[u8],
         seqno: SeqNo,
+        key_hash: u64,
     ) -> Option<InternalValue> {
         for mt in super_version.sealed_memtables.iter().rev() {
-            if let Some(entry) = mt.get(key, seqno) {
+            if let Some(entry) = mt.get_with_hash(key, seqno, key_hash) {
                 return Some(entry);
             }
         }
