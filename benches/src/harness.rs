@@ -221,6 +221,22 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The pid of a ClickHouse server on this machine serving HTTP at `url`'s port (found by
+/// its `--http_port=` argument, as `scripts/clickhouse.sh` starts it), to read its CPU time
+/// beside vigie's; `None` when the server is elsewhere or started otherwise.
+pub fn clickhouse_pid(url: &str) -> Option<u32> {
+    let port = url.rsplit(':').next()?.trim_end_matches('/');
+    let wanted = format!("--http_port={port}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == wanted.as_bytes())
+            .then_some(pid)
+    })
+}
+
 /// Creates an organisation; returns its id and ingest key.
 pub fn create_org(vigie: &str, url: &str, db: &str, name: &str) -> (String, String) {
     let org = cli_json(vigie, url, db, &["org", "create", name, "--json"]);

@@ -44,8 +44,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use uuid::Uuid;
 use vigie_benches::harness::{
-    add_source, arg, arg_or, cli, clickhouse_url, cpu_seconds, create_org, flag, pct, receiver,
-    rss_bytes, vigie_binary, Arrivals, Vigie,
+    add_source, arg, arg_or, cli, clickhouse_pid, clickhouse_url, cpu_seconds, create_org, flag,
+    pct, receiver, rss_bytes, vigie_binary, Arrivals, Vigie,
 };
 use vigie_pipeline::gen::{Feed, Generator};
 use vigie_sinks::clickhouse::rows::MentionRow;
@@ -124,6 +124,8 @@ struct Phase {
     rss_max: u64,
     rss_end: u64,
     cpu_cores: f64,
+    /// The ClickHouse server's CPU over the same time, when it runs on this machine.
+    ch_cores: Option<f64>,
     ch_rows: u64,
     /// vigie's own latency histograms over the phase: what of the alert latency is
     /// inside vigie, and how slow its log's fsyncs were.
@@ -319,6 +321,8 @@ impl Run<'_> {
         );
         let rows_before = inserted_rows(&self.http, self.ch).await;
         let cpu_before = cpu_seconds(vigie.pid());
+        let ch_pid = clickhouse_pid(self.ch);
+        let ch_cpu_before = ch_pid.map(cpu_seconds);
         let metrics_before = metrics(&self.http, &base).await;
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -437,6 +441,9 @@ impl Run<'_> {
             t.await.expect("a poster panicked");
         }
         let cpu_cores = (cpu_seconds(pid) - cpu_before) / visible_secs;
+        let ch_cores = ch_pid
+            .zip(ch_cpu_before)
+            .map(|(p, before)| (cpu_seconds(p) - before) / visible_secs);
         let ch_rows = inserted_rows(&self.http, self.ch).await - rows_before;
         // Alerts raised by this corpus: from the epoch of the update that raised each (its
         // `version`, the wall-clock time the epoch closed) to the webhook's arrival.
@@ -471,6 +478,7 @@ impl Run<'_> {
             rss_max,
             rss_end: rss_bytes(pid),
             cpu_cores,
+            ch_cores,
             ch_rows,
             server,
         }
@@ -856,11 +864,11 @@ async fn main() {
 
     println!();
     println!("corpus: {n} mentions per phase, {orgs} organisations × 3 sources, NDJSON batches of {batch}, {connections} connections, vigie --workers {workers}");
-    println!("| phase | mentions | asked | acked in | visible in | visible mentions/s | ack → visible p50 / p99 / max | triggering epoch → webhook p50 / p99 / max (alerts) | vigie RSS max / end | vigie CPU | ClickHouse rows/s | 503s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| phase | mentions | asked | acked in | visible in | visible mentions/s | ack → visible p50 / p99 / max | triggering epoch → webhook p50 / p99 / max (alerts) | vigie RSS max / end | vigie CPU | ClickHouse CPU | ClickHouse rows/s | 503s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for p in &phases {
         println!(
-            "| {} | {} | {} | {:.1} s | {:.1} s | **{:.0}** | {} | {} ({}) | {:.0} / {:.0} MiB | {:.2} cores ({:.1} µs per mention) | {:.0} | {} |",
+            "| {} | {} | {} | {:.1} s | {:.1} s | **{:.0}** | {} | {} ({}) | {:.0} / {:.0} MiB | {:.2} cores ({:.1} µs per mention) | {} | {:.0} | {} |",
             p.name,
             p.mentions,
             p.asked_rate.map_or("max".into(), |r| format!("{r:.0}/s")),
@@ -874,6 +882,10 @@ async fn main() {
             p.rss_end as f64 / 1048576.0,
             p.cpu_cores,
             p.cpu_cores * p.visible_secs * 1e6 / p.mentions as f64,
+            p.ch_cores.map_or("—".into(), |c| format!(
+                "{c:.2} cores ({:.1} µs per mention)",
+                c * p.visible_secs * 1e6 / p.mentions as f64
+            )),
             p.ch_rows as f64 / p.visible_secs,
             p.refused
         );
