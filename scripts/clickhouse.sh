@@ -5,9 +5,10 @@
 #
 # If the variable named URL_VAR is set (e.g. VIGIE_CLICKHOUSE_URL), that server is used as is.
 # Otherwise a private server is started on 127.0.0.1:HTTP_PORT (native protocol on TCP_PORT)
-# with its data under .vigie/clickhouse-HTTP_PORT/, after installing Debian's
-# clickhouse-server and clickhouse-client when they are missing. A private server that is
-# already running is reused. Stop it with: scripts/clickhouse-stop.sh HTTP_PORT
+# with its data under .vigie/clickhouse-HTTP_PORT/ (or VIGIE_CLICKHOUSE_DIR, e.g. on another
+# filesystem), after installing Debian's clickhouse-server and clickhouse-client when they
+# are missing. A private server that is already running is reused. Stop it with:
+# scripts/clickhouse-stop.sh HTTP_PORT (with the same VIGIE_CLICKHOUSE_DIR).
 set -euo pipefail
 var=${1:?usage: clickhouse.sh URL_VAR HTTP_PORT TCP_PORT}
 http_port=${2:?}
@@ -27,7 +28,7 @@ if [ -n "${!var:-}" ]; then
 fi
 
 url="http://127.0.0.1:$http_port"
-dir="$root/.vigie/clickhouse-$http_port"
+dir="${VIGIE_CLICKHOUSE_DIR:-$root/.vigie/clickhouse-$http_port}"
 if [ -f "$dir/ch.pid" ] && kill -0 "$(cat "$dir/ch.pid")" 2>/dev/null && curl -fsS "$url/ping" >/dev/null 2>&1; then
   log "reusing the private server at $url"
   echo "$url"

@@ -576,8 +576,8 @@ impl RunOpts {
             background_nice: self
                 .background_nice
                 .or(file.background_nice)
-                .unwrap_or(crate::priority::DEFAULT_BACKGROUND_NICE)
-                .clamp(0, 19),
+                // `set_background_nice` clamps it to 0..=19.
+                .unwrap_or(crate::priority::DEFAULT_BACKGROUND_NICE),
         }
     }
 }

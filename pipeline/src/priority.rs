@@ -67,19 +67,36 @@ pub fn lower_this_thread() {
 }
 
 /// Runs `f` on a new thread of background priority and returns its result: threads that
-/// `f` starts inherit that priority (fjall's worker pool, started by its `open`).
+/// `f` starts inherit that priority (fjall's worker pool, started by its `open`). When no
+/// thread can be started, `f` runs on the calling thread at its priority (logged).
 pub fn in_background<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    on_thread(std::thread::Builder::new().name(name.into()), f)
+}
+
+/// [`in_background`] on a thread that `builder` makes.
+fn on_thread<T: Send>(builder: std::thread::Builder, f: impl FnOnce() -> T + Send) -> T {
+    // Taken by whichever thread runs it: the new one, or this one if none could start.
+    let work = std::sync::Mutex::new(Some(f));
+    let take = || {
+        work.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("run once")
+    };
     std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .spawn_scoped(s, || {
-                lower_this_thread();
-                f()
-            })
-            .expect("spawning a thread");
-        match handle.join() {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
+        let spawned = builder.spawn_scoped(s, || {
+            lower_this_thread();
+            take()()
+        });
+        match spawned {
+            Ok(handle) => match handle.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a background thread; running its work on this one, at this one's priority");
+                take()()
+            }
         }
     })
 }
@@ -140,5 +157,19 @@ mod tests {
             before,
             "the caller keeps its priority"
         );
+    }
+
+    #[test]
+    fn work_whose_thread_cannot_start_runs_on_the_caller() {
+        let before = this_thread_nice().unwrap();
+        set_background_nice(DEFAULT_BACKGROUND_NICE);
+        // No stack of 2^62 bytes can be mapped: the spawn fails.
+        let builder = std::thread::Builder::new().stack_size(1 << 62);
+        let caller = std::thread::current().id();
+        let (ran_on, nice) = on_thread(builder, || {
+            (std::thread::current().id(), this_thread_nice().unwrap())
+        });
+        assert_eq!(ran_on, caller, "the work ran on the calling thread");
+        assert_eq!(nice, before, "at the caller's priority");
     }
 }
