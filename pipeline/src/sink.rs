@@ -134,7 +134,6 @@ pub struct Writes {
 /// Interprets one consolidated batch of changes at `time`.
 pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
     let mut out = Writes::default();
-    let mut present = BTreeSet::new();
     let mut retracted = BTreeSet::new();
     let mut trend_new: BTreeMap<TrendKey, Sums> = BTreeMap::new();
     let mut trend_old: BTreeSet<TrendKey> = BTreeSet::new();
@@ -142,10 +141,7 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
     let mut kw_old: BTreeSet<KeywordTrendKey> = BTreeSet::new();
     for (change, diff) in changes {
         match change {
-            Change::Mention(m) if *diff > 0 => {
-                present.insert(m.key);
-                out.mentions.push(mention_row(m, time));
-            }
+            Change::Mention(m) if *diff > 0 => out.mentions.push(mention_row(m, time)),
             Change::Mention(m) => {
                 retracted.insert(m.key);
             }
@@ -165,8 +161,18 @@ pub fn writes_for(time: u64, changes: &[(Change, isize)]) -> Writes {
             Change::Alert(_) => {}
         }
     }
+    // A retracted mention that is also written again changed; one that is not was deleted.
+    // (Most batches retract nothing: the written keys are only gathered when one does.)
+    if !retracted.is_empty() {
+        for r in &out.mentions {
+            retracted.remove(&crate::graph::records::MentionKey {
+                org: r.org_id,
+                id: r.id,
+            });
+        }
+    }
     out.deletions = retracted
-        .difference(&present)
+        .into_iter()
         .map(|k| MentionRef {
             org_id: k.org,
             id: k.id,
@@ -448,6 +454,40 @@ async fn delete_mentions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::records::fixtures::{body, key};
+    use crate::graph::score::score_one;
+
+    #[test]
+    fn a_mention_retracted_and_not_written_again_is_deleted() {
+        let m = |i: u128, text: &str| {
+            Change::Mention(score_one(
+                key(i),
+                Arc::new(body(text)),
+                &vigie_udfs::ScoreConfig::default(),
+            ))
+        };
+        let changes = vec![
+            (m(1, "new"), 1),
+            (m(2, "before"), -1),
+            (m(2, "after"), 1),
+            (m(3, "gone"), -1),
+            (m(4, "also gone"), -1),
+        ];
+        let w = writes_for(7, &changes);
+        let written: Vec<_> = w.mentions.iter().map(|r| (r.id, &*r.text)).collect();
+        assert_eq!(
+            written,
+            vec![(key(1).id, "new"), (key(2).id, "after")],
+            "the new and the changed mention are written"
+        );
+        let deleted: Vec<_> = w.deletions.iter().map(|r| (r.org_id, r.id)).collect();
+        assert_eq!(
+            deleted,
+            vec![(key(3).org, key(3).id), (key(4).org, key(4).id)],
+            "only mentions with nothing written again are deleted"
+        );
+        assert!(writes_for(8, &changes[..1]).deletions.is_empty());
+    }
 
     #[test]
     fn progress_is_only_trusted_for_the_database_it_was_recorded_for() {
