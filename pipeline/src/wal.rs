@@ -575,8 +575,8 @@ impl Default for Compactor {
     }
 }
 
-/// The compactor's map is keyed by seeded hashes already: they index it as they are
-/// (hashing them again was most of the compaction's time after the switch to XXH3).
+/// The compactor's map is keyed by seeded hashes already: they index it as they are,
+/// without being hashed again.
 #[derive(Debug, Clone, Copy, Default)]
 struct Prehashed;
 
@@ -637,9 +637,13 @@ impl Compactor {
         upserts
             .into_iter()
             .filter(|upsert| {
-                // The same bytes as in a logged record (bincode cannot fail on these).
-                let whole = bincode::serialize(upsert).unwrap_or_default();
-                let key = bincode::serialize(&upsert.0).unwrap_or_default();
+                // The same bytes as in a logged record; should bincode ever fail on them,
+                // the upsert is kept (keeping is always safe, dropping must be exact).
+                let (Ok(whole), Ok(key)) =
+                    (bincode::serialize(upsert), bincode::serialize(&upsert.0))
+                else {
+                    return true;
+                };
                 let raw = RawUpsert {
                     key: 0..key.len(),
                     whole: 0..whole.len(),
