@@ -87,18 +87,20 @@ fn segment_path(dir: &Path, first_time: u64) -> PathBuf {
 fn encode(time: u64, upserts: &[(MentionKey, Option<MentionBody>)]) -> Result<Vec<u8>, WalError> {
     let payload =
         bincode::serialize(&(time, upserts)).map_err(|e| WalError::Encode(e.to_string()))?;
-    frame(&payload, crc32fast::hash(&payload))
+    let mut record = Vec::with_capacity(HEADER + payload.len());
+    record.extend_from_slice(&header(&payload, crc32fast::hash(&payload))?);
+    record.extend_from_slice(&payload);
+    Ok(record)
 }
 
-/// A record: the payload's length and CRC, then the payload.
-fn frame(payload: &[u8], crc: u32) -> Result<Vec<u8>, WalError> {
+/// A record's header: the payload's length and CRC (the payload follows it).
+fn header(payload: &[u8], crc: u32) -> Result<[u8; HEADER], WalError> {
     let len = u32::try_from(payload.len())
         .map_err(|_| WalError::Encode("epoch larger than 4 GiB".into()))?;
-    let mut record = Vec::with_capacity(HEADER + payload.len());
-    record.extend_from_slice(&len.to_le_bytes());
-    record.extend_from_slice(&crc.to_le_bytes());
-    record.extend_from_slice(payload);
-    Ok(record)
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&len.to_le_bytes());
+    h[4..].copy_from_slice(&crc.to_le_bytes());
+    Ok(h)
 }
 
 /// One upsert inside a record's payload, as byte ranges: its key, and the whole upsert
@@ -463,8 +465,9 @@ impl CompactionJob {
                     if kept.is_empty() {
                         continue;
                     }
-                    let record = if kept.len() == upserts.len() {
-                        frame(payload, reader.crc)?
+                    let rebuilt;
+                    let (payload, crc) = if kept.len() == upserts.len() {
+                        (payload, reader.crc)
                     } else {
                         let mut p = Vec::with_capacity(payload.len());
                         p.extend_from_slice(&payload[..8]); // the epoch's time
@@ -472,10 +475,14 @@ impl CompactionJob {
                         for u in &kept {
                             p.extend_from_slice(&payload[u.whole.clone()]);
                         }
-                        frame(&p, crc32fast::hash(&p))?
+                        let crc = crc32fast::hash(&p);
+                        rebuilt = p;
+                        (rebuilt.as_slice(), crc)
                     };
-                    f.write_all(&record).map_err(io(&tmp))?;
-                    written += record.len() as u64;
+                    f.write_all(&header(payload, crc)?)
+                        .and_then(|()| f.write_all(payload))
+                        .map_err(io(&tmp))?;
+                    written += (HEADER + payload.len()) as u64;
                 }
                 if reader.offset < reader.total {
                     return Err(WalError::Corrupted {
@@ -637,15 +644,17 @@ impl Compactor {
         upserts
             .into_iter()
             .filter(|upsert| {
-                // The same bytes as in a logged record; should bincode ever fail on them,
-                // the upsert is kept (keeping is always safe, dropping must be exact).
-                let (Ok(whole), Ok(key)) =
-                    (bincode::serialize(upsert), bincode::serialize(&upsert.0))
-                else {
+                // The same bytes as in a logged record, the key's first; should bincode
+                // ever fail on them, the upsert is kept (keeping is always safe, dropping
+                // must be exact).
+                let (Ok(whole), Ok(key_len)) = (
+                    bincode::serialize(upsert),
+                    bincode::serialized_size(&upsert.0),
+                ) else {
                     return true;
                 };
                 let raw = RawUpsert {
-                    key: 0..key.len(),
+                    key: 0..key_len as usize,
                     whole: 0..whole.len(),
                     live: upsert.1.is_some(),
                 };
@@ -909,20 +918,11 @@ mod tests {
     /// Upserts with every field varied: empty and multi-byte strings, keywords or none,
     /// large numbers, deletions.
     fn varied(seed: u64, n: usize) -> Vec<(MentionKey, Option<MentionBody>)> {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let words = [
-            "",
-            "a",
-            "été 🚀",
-            "https://e.com/x?y=1",
-            "long text ".repeat(40).leak(),
-        ];
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut next = move || rng.random::<u64>();
+        let long = "long text ".repeat(40);
+        let words = ["", "a", "été 🚀", "https://e.com/x?y=1", long.as_str()];
         (0..n)
             .map(|_| {
                 let k = MentionKey {
