@@ -285,6 +285,15 @@ impl Metrics {
             st.trend_revivals.load(Relaxed)
         );
         self.sink.render(&mut out);
+        if let Some(rss) = crate::memory::resident_bytes() {
+            let _ = writeln!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory of the vigie process.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+            );
+        }
+        if let Some(a) = crate::memory::AllocatorStats::read() {
+            a.render(&mut out);
+        }
         if let Ok(extra) = self.extra.lock() {
             for f in extra.iter() {
                 out.push_str(&f());

@@ -16,6 +16,10 @@
 //! 3. **incremental vs recompute**: 20 corrections of stored mentions, each timed until its
 //!    trend rows are in ClickHouse; then the trends recomputed from scratch with SQL over
 //!    `mentions FINAL`, timed, and checked equal to vigie's (`verify::trends_match`).
+//!    With `--idle SECS`, SECS later with nothing to do: the process's RSS beside
+//!    what its allocator holds (`vigie_allocator_*`); the same view is printed after a
+//!    recovery, for a process that restored the same state instead of living through the
+//!    load.
 //! 4. **recovery** (`--recover`): vigie is killed (SIGKILL) and started again on the same
 //!    data dir; time until it listens, and until a mention posted then is in ClickHouse
 //!    (with everything acknowledged before: the committed epoch is a frontier). With
@@ -144,6 +148,19 @@ fn metric<T: std::str::FromStr>(metrics: &str, name: &str) -> Option<T> {
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Resident memory beside what the allocator holds, from `/metrics`: RSS, the bytes
+/// mimalloc has mapped, and its pages.
+fn memory_view(metrics: &str) -> String {
+    let mib = |name: &str| metric::<f64>(metrics, name).unwrap_or(0.0) / (1u64 << 20) as f64;
+    format!(
+        "RSS {:.0} MiB, allocator committed {:.0} MiB in {} pages ({} abandoned)",
+        mib("process_resident_memory_bytes"),
+        mib("vigie_allocator_committed_bytes"),
+        metric::<u64>(metrics, "vigie_allocator_pages").unwrap_or(0),
+        metric::<u64>(metrics, "vigie_allocator_pages_abandoned").unwrap_or(0)
+    )
 }
 
 /// A histogram's cumulative bucket counts in `/metrics` text, by upper bound, then its count.
@@ -741,6 +758,14 @@ async fn main() {
             value("vigie_checkpoint_parts_total"),
         )
     };
+    // With `--idle SECS`: what the process holds once the load is over (`memory_view`).
+    let idle_secs: u64 = arg_or("--idle", 0);
+    let idle = if idle_secs > 0 {
+        tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+        Some(memory_view(&metrics(&http, &vigie_run.base).await))
+    } else {
+        None
+    };
     let mut recovery = None;
     let mut backlog = None;
     if flag("--recover") {
@@ -794,6 +819,7 @@ async fn main() {
             caught_up,
             rss_bytes(vigie_run.pid()),
             restored,
+            memory_view(&m),
         ));
     }
     vigie_run.kill();
@@ -919,7 +945,10 @@ async fn main() {
             written * 1e3
         );
     }
-    if let Some((listening, acked, caught_up, rss, (label, replayed))) = recovery {
+    if let Some(view) = idle {
+        println!("{idle_secs} s after the load, idle: {view}");
+    }
+    if let Some((listening, acked, caught_up, rss, (label, replayed), view)) = recovery {
         let from = if label > 0 {
             format!("restored from the checkpoint of {label}, {replayed} records replayed")
         } else {
@@ -932,6 +961,7 @@ async fn main() {
             "recovery with {expected} mentions of history{load} ({from}): listening after {listening:.2} s, a new mention acked after {acked:.2} s and in ClickHouse (with everything acknowledged before the kill) after **{caught_up:.2} s**; RSS then {:.0} MiB; every acknowledged mention stored once",
             rss as f64 / 1048576.0
         );
+        println!("after recovery: {view}");
     }
     if let Some((rows, secs)) = ceiling_result {
         let r = rows as f64 / secs;
