@@ -40,9 +40,9 @@ fn disable_thp() -> bool {
 ///
 /// Read at every `/metrics` scrape, beside the process's resident memory. Only the
 /// figures mimalloc keeps in a release build are given: what it has mapped and reserved,
-/// and its pages. (Its counts of live bytes need a statistics build, and even then they
-/// came out above the resident memory on vigie's cross-thread frees: not exported.)
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+/// and its pages. (Its counts of live bytes need a statistics build, and in such a build
+/// they came out above the resident memory in vigie's runs: not exported.)
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AllocatorStats {
     /// Bytes mapped read/write.
     pub committed: u64,
