@@ -576,13 +576,19 @@ pub struct Compactor {
     seed: u64,
     /// The head's fingerprints, sorted by key hash, each hash once.
     base: Vec<(u64, Print)>,
-    /// What the upserts since the head changed, by key hash (`None`: deleted).
-    changes: std::collections::HashMap<u64, Option<Print>, Prehashed>,
+    /// What the upserts since the head changed, by key hash ([`DELETED`]: deleted). A
+    /// compaction with no saved head (the first, or after an upgrade) puts every key here.
+    changes: std::collections::HashMap<u64, Print, Prehashed>,
 }
 
 /// A 128-bit fingerprint as two words (8-byte aligned: a `u128` would pad each entry to 32
 /// bytes).
 type Print = [u64; 2];
+
+/// A deleted mention among the changes (an `Option<Print>` would take 24 bytes, not 16). A
+/// body whose fingerprint is this value is remembered as [`ZERO_PRINT`] instead.
+const DELETED: Print = [0, 0];
+const ZERO_PRINT: Print = [0, 1];
 
 /// Half the width of the slice of the sorted fingerprints searched first: key hashes are
 /// uniform, so a hash's rank is within a few √n of `hash / 2^64 × n` (√n ≈ 3,200 at 10 M).
@@ -688,19 +694,23 @@ impl Compactor {
         let before = self.get(id);
         let after = u.live.then(|| {
             let print = xxh3_128_with_seed(&payload[u.whole.clone()], self.seed);
-            [print as u64, (print >> 64) as u64]
+            match [print as u64, (print >> 64) as u64] {
+                DELETED => ZERO_PRINT,
+                print => print,
+            }
         });
         if before == after {
             return false;
         }
-        self.changes.insert(id, after);
+        self.changes.insert(id, after.unwrap_or(DELETED));
         true
     }
 
     /// The fingerprint remembered under key hash `id`.
     fn get(&self, id: u64) -> Option<Print> {
         match self.changes.get(&id) {
-            Some(change) => *change,
+            Some(&DELETED) => None,
+            Some(&print) => Some(print),
             None => self.in_base(id),
         }
     }
@@ -727,45 +737,19 @@ impl Compactor {
             .map(|i| near[i].1)
     }
 
-    /// The fingerprints after the upserts fed so far, sorted by key hash: the head's,
-    /// with what changed since merged in.
-    fn merged(&self) -> impl Iterator<Item = (u64, Print)> + '_ {
-        let mut changes: Vec<(u64, Option<Print>)> =
-            self.changes.iter().map(|(k, v)| (*k, *v)).collect();
-        changes.sort_unstable_by_key(|c| c.0);
-        let base = &self.base;
-        let (mut i, mut j) = (0, 0);
-        std::iter::from_fn(move || loop {
-            let (b, c) = (base.get(i).copied(), changes.get(j).copied());
-            match (b, c) {
-                (None, None) => return None,
-                (Some(b), Some((k, _))) if b.0 < k => {
-                    i += 1;
-                    return Some(b);
-                }
-                (Some(b), None) => {
-                    i += 1;
-                    return Some(b);
-                }
-                (b, Some((k, change))) => {
-                    // A change replaces (or deletes) the head's entry of the same hash.
-                    if b.is_some_and(|b| b.0 == k) {
-                        i += 1;
-                    }
-                    j += 1;
-                    if let Some(print) = change {
-                        return Some((k, print));
-                    }
-                }
-            }
-        })
-    }
-
     /// Saves the fingerprints as those of the segment with content `id`: magic, length,
     /// tail CRC, seed, count, 24-byte entries sorted by key hash, then a CRC of everything
     /// before it. Streamed to a new file and renamed; not synced — a torn or stale file
     /// fails its checks and the next compaction decodes the head instead.
-    fn save(&self, path: &Path, id: (u64, u32)) -> Result<(), WalError> {
+    fn save(self, path: &Path, id: (u64, u32)) -> Result<(), WalError> {
+        let Compactor {
+            seed,
+            base,
+            changes,
+        } = self;
+        // Sorted once; the map is freed as its entries move out.
+        let mut changes: Vec<(u64, Print)> = changes.into_iter().collect();
+        changes.sort_unstable_by_key(|c| c.0);
         let new = path.with_extension("prints.new");
         let mut f = std::io::BufWriter::new(File::create(&new).map_err(io(&new))?);
         let mut crc = crc32fast::Hasher::new();
@@ -776,9 +760,9 @@ impl Compactor {
         put(PRINTS_MAGIC).map_err(io(&new))?;
         put(&id.0.to_le_bytes()).map_err(io(&new))?;
         put(&id.1.to_le_bytes()).map_err(io(&new))?;
-        put(&self.seed.to_le_bytes()).map_err(io(&new))?;
-        put(&(self.merged().count() as u64).to_le_bytes()).map_err(io(&new))?;
-        for (key, [low, high]) in self.merged() {
+        put(&seed.to_le_bytes()).map_err(io(&new))?;
+        put(&(merged(&base, &changes).count() as u64).to_le_bytes()).map_err(io(&new))?;
+        for (key, [low, high]) in merged(&base, &changes) {
             put(&key.to_le_bytes()).map_err(io(&new))?;
             put(&low.to_le_bytes()).map_err(io(&new))?;
             put(&high.to_le_bytes()).map_err(io(&new))?;
@@ -832,6 +816,37 @@ impl Compactor {
             changes: Default::default(),
         })
     }
+}
+
+/// The fingerprints of a head (`base`) with sorted `changes` applied, sorted by key hash.
+fn merged<'a>(
+    base: &'a [(u64, Print)],
+    changes: &'a [(u64, Print)],
+) -> impl Iterator<Item = (u64, Print)> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || loop {
+        match (base.get(i).copied(), changes.get(j).copied()) {
+            (None, None) => return None,
+            (Some(b), Some((k, _))) if b.0 < k => {
+                i += 1;
+                return Some(b);
+            }
+            (Some(b), None) => {
+                i += 1;
+                return Some(b);
+            }
+            (b, Some((k, change))) => {
+                // A change replaces (or deletes) the head's entry of the same hash.
+                if b.is_some_and(|b| b.0 == k) {
+                    i += 1;
+                }
+                j += 1;
+                if change != DELETED {
+                    return Some((k, change));
+                }
+            }
+        }
+    })
 }
 
 /// Marker of a compaction between its rename and the removal of its other inputs.
@@ -1458,7 +1473,7 @@ mod tests {
             keys.iter().map(|&k| (k, print(k))).collect();
         for (i, &k) in keys.iter().enumerate().step_by(11) {
             let change = (i % 2 == 0).then_some([i as u64, 1]);
-            c.changes.insert(k, change);
+            c.changes.insert(k, change.unwrap_or(DELETED));
             match change {
                 Some(p) => model.insert(k, p),
                 None => model.remove(&k),
@@ -1466,16 +1481,17 @@ mod tests {
         }
         for _ in 0..5_000 {
             let k: u64 = rng.random();
-            c.changes.insert(k, Some([k, 2]));
+            c.changes.insert(k, [k, 2]);
             model.insert(k, [k, 2]);
         }
         let fresh: u64 = rng.random();
-        c.changes.insert(fresh, None); // deleted before it was ever saved
+        c.changes.insert(fresh, DELETED); // deleted before it was ever saved
         model.remove(&fresh);
-        assert!(c.merged().eq(model.iter().map(|(k, v)| (*k, *v))));
         for (&k, &v) in model.iter().step_by(13) {
             assert_eq!(c.get(k), Some(v));
         }
+        assert_eq!(c.get(fresh), None);
+        let seed = c.seed;
 
         // Saved and loaded, the merge is the new head.
         let dir = tmp();
@@ -1489,7 +1505,7 @@ mod tests {
             .copied()
             .eq(model.iter().map(|(k, v)| (*k, *v))));
         assert!(loaded.changes.is_empty());
-        assert_eq!(loaded.seed, c.seed);
+        assert_eq!(loaded.seed, seed);
         assert!(
             Compactor::load(&path, (1, 3)).is_none(),
             "another segment's prints"
