@@ -567,10 +567,11 @@ pub fn compact_epochs(epochs: Vec<LoggedEpoch>) -> Vec<LoggedEpoch> {
 /// the log's directory.
 ///
 /// The compacted head's fingerprints are a vector sorted by key hash, as saved beside it:
-/// 24 bytes per live mention, read straight from the file. They were a hash map (33 bytes
-/// per bucket with its padding and slack, and a rehash doubling it while growing); at
-/// 10 M mentions a compaction then held 0.5–0.8 GB for a moment, the largest spikes of
-/// `vigie run`'s memory. Only what the segments being compacted change is a hash map.
+/// 24 bytes per live mention, read straight from the file. They were a hash map: 33 bytes
+/// per bucket with its padding and slack, ~550 MB at 10 M mentions by that count, more
+/// while a rehash doubled it. (That map was not what set `vigie run`'s peak memory in
+/// the 10 M runs: benches/README.md, "2026-12-07 (late night)".) Only what the segments
+/// being compacted change is a hash map, of 16-byte fingerprints.
 #[derive(Debug)]
 pub struct Compactor {
     seed: u64,
