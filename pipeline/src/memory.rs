@@ -98,7 +98,6 @@ impl AllocatorStats {
 
     /// Prometheus text of these statistics (`vigie_allocator_*`).
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
         for (name, kind, help, v) in [
             (
                 "vigie_allocator_committed_bytes",
@@ -131,10 +130,7 @@ impl AllocatorStats {
                 self.purged_total,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            crate::metrics::sample(out, kind, name, help, v);
         }
     }
 }

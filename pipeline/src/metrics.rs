@@ -53,6 +53,20 @@ impl Histogram {
     }
 }
 
+/// Writes one unlabelled sample with its HELP and TYPE lines (`kind`: counter or gauge).
+pub(crate) fn sample(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    v: impl std::fmt::Display,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+    );
+}
+
 /// HTTP statuses ingest answers with; the label set of `vigie_ingest_requests_total`.
 const STATUSES: [u16; 10] = [202, 400, 401, 404, 405, 413, 415, 422, 500, 503];
 
@@ -143,10 +157,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            sample(out, "counter", name, help, v)
         };
         counter(
             &mut out,
@@ -189,10 +200,12 @@ impl Metrics {
             "vigie_wal_sync_seconds",
             "Time to append and fsync one epoch to the write-ahead log.",
         );
-        let _ = writeln!(
-            out,
-            "# HELP vigie_wal_bytes Size of the write-ahead log.\n# TYPE vigie_wal_bytes gauge\nvigie_wal_bytes {}",
-            self.wal_bytes.load(Relaxed)
+        sample(
+            &mut out,
+            "gauge",
+            "vigie_wal_bytes",
+            "Size of the write-ahead log.",
+            self.wal_bytes.load(Relaxed),
         );
         counter(
             &mut out,
@@ -200,15 +213,19 @@ impl Metrics {
             "Compactions of the write-ahead log.",
             self.wal_compactions.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP vigie_restored_checkpoint The checkpoint (dataflow time) this run's state was restored from; 0: rebuilt from the whole log.\n# TYPE vigie_restored_checkpoint gauge\nvigie_restored_checkpoint {}",
-            self.restored_checkpoint.load(Relaxed)
+        sample(
+            &mut out,
+            "gauge",
+            "vigie_restored_checkpoint",
+            "The checkpoint (dataflow time) this run's state was restored from; 0: rebuilt from the whole log.",
+            self.restored_checkpoint.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP vigie_replayed_records Upserts replayed from the log at start-up.\n# TYPE vigie_replayed_records gauge\nvigie_replayed_records {}",
-            self.replayed_records.load(Relaxed)
+        sample(
+            &mut out,
+            "gauge",
+            "vigie_replayed_records",
+            "Upserts replayed from the log at start-up.",
+            self.replayed_records.load(Relaxed),
         );
         counter(
             &mut out,
@@ -229,13 +246,19 @@ impl Metrics {
         } else {
             (fed - committed) as f64 / 1000.0
         };
-        let _ = writeln!(
-            out,
-            "# HELP vigie_committed_epoch Every epoch below this is in ClickHouse (compare with the \"epoch\" of a 202).\n# TYPE vigie_committed_epoch gauge\nvigie_committed_epoch {committed}"
+        sample(
+            &mut out,
+            "gauge",
+            "vigie_committed_epoch",
+            "Every epoch below this is in ClickHouse (compare with the \"epoch\" of a 202).",
+            committed,
         );
-        let _ = writeln!(
-            out,
-            "# HELP vigie_dataflow_lag_seconds Dataflow time fed minus dataflow time written to ClickHouse.\n# TYPE vigie_dataflow_lag_seconds gauge\nvigie_dataflow_lag_seconds {lag}"
+        sample(
+            &mut out,
+            "gauge",
+            "vigie_dataflow_lag_seconds",
+            "Dataflow time fed minus dataflow time written to ClickHouse.",
+            lag,
         );
         counter(
             &mut out,
@@ -273,22 +296,23 @@ impl Metrics {
             ("vigie_state_trend_totals", "Trend totals in memory: recent buckets, and older ones read back from disk until the next sweep.", &st.trend_totals),
             ("vigie_state_trend_groups_on_disk", "Trend groups (a day of hour buckets, or a day, week or month) whose totals are on disk.", &st.trend_groups_on_disk),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                v.load(Relaxed)
-            );
+            sample(&mut out, "gauge", name, help, v.load(Relaxed));
         }
-        let _ = writeln!(
-            out,
-            "# HELP vigie_trend_revivals_total Trend groups read back from disk because an old bucket changed.\n# TYPE vigie_trend_revivals_total counter\nvigie_trend_revivals_total {}",
-            st.trend_revivals.load(Relaxed)
+        sample(
+            &mut out,
+            "counter",
+            "vigie_trend_revivals_total",
+            "Trend groups read back from disk because an old bucket changed.",
+            st.trend_revivals.load(Relaxed),
         );
         self.sink.render(&mut out);
         if let Some(rss) = crate::memory::resident_bytes() {
-            let _ = writeln!(
-                out,
-                "# HELP process_resident_memory_bytes Resident memory of the vigie process.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+            sample(
+                &mut out,
+                "gauge",
+                "process_resident_memory_bytes",
+                "Resident memory of the vigie process.",
+                rss,
             );
         }
         if let Some(a) = crate::memory::AllocatorStats::read() {
