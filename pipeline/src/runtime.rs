@@ -42,6 +42,10 @@ pub struct RuntimeConfig {
     pub epoch_max_records: usize,
     /// Depth of the bounded channels (in messages).
     pub channel_depth: usize,
+    /// Records routed to a worker that it has not taken into its graph yet, at most: the
+    /// router waits (and ingest with it) rather than queue more in memory. An epoch
+    /// larger than this waits for an empty queue.
+    pub queued_records: usize,
     /// Disk budget of the write-ahead log: beyond it, new records are refused (503).
     pub wal_max_bytes: u64,
     /// Changes of dataflow times below this are in ClickHouse already and their alerts were
@@ -61,6 +65,7 @@ impl Default for RuntimeConfig {
             epoch_max_wait: Duration::from_millis(5),
             epoch_max_records: 50_000,
             channel_depth: 64,
+            queued_records: 200_000,
             wal_max_bytes: 8 << 30,
             skip_below: 0,
             log_slow_operators: None,
@@ -103,6 +108,18 @@ pub enum Refusal {
 struct Epoch {
     time: u64,
     upserts: Vec<(MentionKey, Option<MentionBody>)>,
+    /// Its share of the worker's [`RuntimeConfig::queued_records`], given back when the
+    /// worker takes it.
+    queued: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Where the router hands a worker its epochs.
+struct WorkerQueue {
+    tx: mpsc::Sender<Epoch>,
+    /// Permits for the records queued to it.
+    room: Arc<tokio::sync::Semaphore>,
+    /// The most permits an epoch asks for (the semaphore's size).
+    budget: u32,
 }
 
 /// A running dataflow: submit to it, then drop the sender and `join` to shut down.
@@ -128,9 +145,17 @@ impl Dataflow {
         let workers = cfg.workers.max(1);
         let mut senders = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
+        let budget = cfg.queued_records.clamp(
+            1,
+            tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+        ) as u32;
         for _ in 0..workers {
             let (tx, rx) = mpsc::channel::<Epoch>(cfg.channel_depth);
-            senders.push(tx);
+            senders.push(WorkerQueue {
+                tx,
+                room: Arc::new(tokio::sync::Semaphore::new(budget as usize)),
+                budget,
+            });
             receivers.push(Mutex::new(Some(rx)));
         }
         let receivers = Arc::new(receivers);
@@ -306,6 +331,8 @@ fn run_worker(
                 in_flight_records += epoch.upserts.len();
                 input.advance_to(epoch.time);
                 let n = epoch.upserts.len();
+                // The records leave the queue for the graph.
+                drop(epoch.queued);
                 for (key, body) in epoch.upserts {
                     input.send::<Upsert>((key, body.map(Arc::new), epoch.time));
                 }
@@ -361,8 +388,9 @@ fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Hands each worker its part of an epoch, once its queue has room for it.
 async fn send_epoch(
-    workers: &[mpsc::Sender<Epoch>],
+    workers: &[WorkerQueue],
     time: u64,
     upserts: Vec<(MentionKey, Option<MentionBody>)>,
 ) -> bool {
@@ -370,8 +398,19 @@ async fn send_epoch(
     for (key, body) in upserts {
         parts[worker_for(&key, workers.len())].push((key, body));
     }
-    for (tx, upserts) in workers.iter().zip(parts) {
-        if tx.send(Epoch { time, upserts }).await.is_err() {
+    for (w, upserts) in workers.iter().zip(parts) {
+        let want = u32::try_from(upserts.len())
+            .unwrap_or(u32::MAX)
+            .min(w.budget);
+        let Ok(queued) = w.room.clone().acquire_many_owned(want).await else {
+            return false;
+        };
+        let epoch = Epoch {
+            time,
+            upserts,
+            queued,
+        };
+        if w.tx.send(epoch).await.is_err() {
             return false;
         }
     }
@@ -380,7 +419,7 @@ async fn send_epoch(
 
 async fn route(
     mut rx: mpsc::Receiver<Submission>,
-    workers: Vec<mpsc::Sender<Epoch>>,
+    workers: Vec<WorkerQueue>,
     cfg: RuntimeConfig,
     metrics: Arc<Metrics>,
     mut log: MentionLog,
@@ -478,5 +517,62 @@ async fn route(
         for ack in acks {
             let _ = ack.send(Ok(time));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::records::fixtures::{body, key};
+
+    fn queue(budget: u32) -> (WorkerQueue, mpsc::Receiver<Epoch>) {
+        let (tx, rx) = mpsc::channel(64);
+        let room = Arc::new(tokio::sync::Semaphore::new(budget as usize));
+        (WorkerQueue { tx, room, budget }, rx)
+    }
+
+    fn upserts(from: u128, n: u128) -> Vec<(MentionKey, Option<MentionBody>)> {
+        (from..from + n)
+            .map(|i| (key(i), Some(body("x"))))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_router_waits_while_a_workers_queue_holds_its_budget_of_records() {
+        let (w, mut rx) = queue(10);
+        let workers = [w];
+        assert!(send_epoch(&workers, 1, upserts(0, 6)).await);
+        // 6 of 10 queued: 6 more do not fit until the worker takes the first epoch.
+        let mut second = Box::pin(send_epoch(&workers, 2, upserts(6, 6)));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut second)
+                .await
+                .is_err(),
+            "the second epoch went past a full queue"
+        );
+        let first = rx.recv().await.expect("the first epoch");
+        assert_eq!((first.time, first.upserts.len()), (1, 6));
+        drop(first);
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut second)
+            .await
+            .expect("room once the first epoch was taken"));
+        let second = rx.recv().await.expect("the second epoch");
+        assert_eq!((second.time, second.upserts.len()), (2, 6));
+    }
+
+    #[tokio::test]
+    async fn an_epoch_larger_than_the_budget_waits_for_an_empty_queue_then_goes() {
+        let (w, mut rx) = queue(4);
+        let workers = [w];
+        assert!(send_epoch(&workers, 1, upserts(0, 1)).await);
+        let mut big = Box::pin(send_epoch(&workers, 2, upserts(1, 9)));
+        assert!(tokio::time::timeout(Duration::from_millis(100), &mut big)
+            .await
+            .is_err());
+        drop(rx.recv().await);
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut big)
+            .await
+            .expect("an empty queue takes any epoch"));
+        assert_eq!(rx.recv().await.map(|e| e.upserts.len()), Some(9));
     }
 }

@@ -133,6 +133,15 @@ impl SnapshotTracker {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// vigie patch: the visible sequence number, if no snapshot is open: every snapshot
+    /// opened from now on reads at it or later (see `flush::worker::drop_flushed_versions`).
+    pub(crate) fn watermark_if_none_open(&self) -> Option<SeqNo> {
+        #[expect(clippy::expect_used)]
+        let _lock = self.gc_lock.write().expect("lock is poisoned");
+
+        (self.open_snapshots() == 0).then(|| self.seqno.get())
+    }
+
     pub(crate) fn pullup(&self) {
         #[expect(clippy::expect_used)]
         let _lock = self.gc_lock.write().expect("lock is poisoned");
