@@ -95,6 +95,7 @@ pub struct Metrics {
     pub replayed_records: AtomicU64,
     epochs: AtomicU64,
     dataflow_records: AtomicU64,
+    queued_records: AtomicU64,
     dataflow_time: AtomicU64,
     committed_time: AtomicU64,
     /// The ClickHouse writer's counters.
@@ -136,6 +137,16 @@ impl Metrics {
     /// Records a worker fed into the graph.
     pub fn add_dataflow_records(&self, n: usize) {
         self.dataflow_records.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Records routed to a worker's queue (`n` > 0) or taken from it into its graph.
+    pub fn queue_records(&self, n: isize) {
+        if n >= 0 {
+            self.queued_records.fetch_add(n as u64, Relaxed);
+        } else {
+            self.queued_records
+                .fetch_sub(n.unsigned_abs() as u64, Relaxed);
+        }
     }
 
     /// Size of the write-ahead log.
@@ -238,6 +249,13 @@ impl Metrics {
             "vigie_dataflow_records_total",
             "Upserts fed to the graph.",
             self.dataflow_records.load(Relaxed),
+        );
+        sample(
+            &mut out,
+            "gauge",
+            "vigie_dataflow_queued_records",
+            "Upserts routed to the dataflow workers and not yet taken into their graphs (at most 200,000 per worker).",
+            self.queued_records.load(Relaxed),
         );
         let fed = self.dataflow_time.load(Relaxed);
         let committed = self.committed_time.load(Relaxed);

@@ -333,6 +333,7 @@ fn run_worker(
                 let n = epoch.upserts.len();
                 // The records leave the queue for the graph.
                 drop(epoch.queued);
+                metrics.queue_records(-(n as isize));
                 for (key, body) in epoch.upserts {
                     input.send::<Upsert>((key, body.map(Arc::new), epoch.time));
                 }
@@ -393,6 +394,7 @@ async fn send_epoch(
     workers: &[WorkerQueue],
     time: u64,
     upserts: Vec<(MentionKey, Option<MentionBody>)>,
+    metrics: &Metrics,
 ) -> bool {
     let mut parts: Vec<Vec<(MentionKey, Option<MentionBody>)>> = vec![Vec::new(); workers.len()];
     for (key, body) in upserts {
@@ -405,6 +407,8 @@ async fn send_epoch(
         let Ok(queued) = w.room.clone().acquire_many_owned(want).await else {
             return false;
         };
+        // Counted before the send: the worker may take it at once.
+        metrics.queue_records(upserts.len() as isize);
         let epoch = Epoch {
             time,
             upserts,
@@ -442,7 +446,7 @@ async fn route(
         tracing::info!(epochs, records, "replaying the write-ahead log");
         for (time, upserts) in replay {
             last_time = last_time.max(time);
-            if !send_epoch(&workers, time, upserts).await {
+            if !send_epoch(&workers, time, upserts, &metrics).await {
                 tracing::error!("a dataflow worker stopped during replay");
                 return;
             }
@@ -509,7 +513,10 @@ async fn route(
         last_time = time;
         metrics.wal_sync_latency.observe(synced.elapsed());
         metrics.set_wal_bytes(log.bytes());
-        if !send_epoch(&workers, time, upserts).instrument(span).await {
+        if !send_epoch(&workers, time, upserts, &metrics)
+            .instrument(span)
+            .await
+        {
             tracing::error!("a dataflow worker stopped; no more epochs can be applied");
             return;
         }
@@ -541,9 +548,13 @@ mod tests {
     async fn the_router_waits_while_a_workers_queue_holds_its_budget_of_records() {
         let (w, mut rx) = queue(10);
         let workers = [w];
-        assert!(send_epoch(&workers, 1, upserts(0, 6)).await);
+        let metrics = Metrics::default();
+        assert!(send_epoch(&workers, 1, upserts(0, 6), &metrics).await);
+        assert!(metrics
+            .render()
+            .contains("\nvigie_dataflow_queued_records 6\n"));
         // 6 of 10 queued: 6 more do not fit until the worker takes the first epoch.
-        let mut second = Box::pin(send_epoch(&workers, 2, upserts(6, 6)));
+        let mut second = Box::pin(send_epoch(&workers, 2, upserts(6, 6), &metrics));
         assert!(
             tokio::time::timeout(Duration::from_millis(100), &mut second)
                 .await
@@ -564,8 +575,9 @@ mod tests {
     async fn an_epoch_larger_than_the_budget_waits_for_an_empty_queue_then_goes() {
         let (w, mut rx) = queue(4);
         let workers = [w];
-        assert!(send_epoch(&workers, 1, upserts(0, 1)).await);
-        let mut big = Box::pin(send_epoch(&workers, 2, upserts(1, 9)));
+        let metrics = Metrics::default();
+        assert!(send_epoch(&workers, 1, upserts(0, 1), &metrics).await);
+        let mut big = Box::pin(send_epoch(&workers, 2, upserts(1, 9), &metrics));
         assert!(tokio::time::timeout(Duration::from_millis(100), &mut big)
             .await
             .is_err());
