@@ -254,7 +254,7 @@ impl Metrics {
             &mut out,
             "gauge",
             "vigie_dataflow_queued_records",
-            "Upserts routed to the dataflow workers and not yet taken into their graphs (at most 200,000 per worker).",
+            "Upserts routed to the dataflow workers and not yet taken into their graphs (bounded per worker: the router waits for room).",
             self.queued_records.load(Relaxed),
         );
         let fed = self.dataflow_time.load(Relaxed);
