@@ -12,35 +12,21 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// The value after `name` on the command line.
-pub fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// Whether `name` is on the command line.
-pub fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-/// `arg(name)` parsed, or `default`.
-pub fn arg_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The `vigie` binary to run (`--vigie`, default `target/release/vigie`).
-pub fn vigie_binary() -> String {
-    arg("--vigie").unwrap_or_else(|| "target/release/vigie".into())
-}
-
-/// The ClickHouse to use (`--clickhouse`, then `VIGIE_TEST_CLICKHOUSE_URL`, then
-/// `http://127.0.0.1:8123`).
-pub fn clickhouse_url() -> String {
-    arg("--clickhouse")
-        .or_else(|| std::env::var("VIGIE_TEST_CLICKHOUSE_URL").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:8123".into())
+/// What every end-to-end benchmark binary is pointed at: the `vigie` binary it runs and
+/// the ClickHouse it uses.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The `vigie` binary to run.
+    #[arg(long, value_name = "PATH", default_value = "target/release/vigie")]
+    pub vigie: String,
+    /// ClickHouse's HTTP endpoint.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "VIGIE_TEST_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse: String,
 }
 
 /// Runs a `vigie` admin command against `url`/`db` and returns its stdout (panics on failure).

@@ -17,12 +17,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use vigie_benches::harness::{
-    add_source, arg, cli, clickhouse_url, create_org, pct, receiver, vigie_binary, Arrivals, Vigie,
-};
+use vigie_benches::harness::{add_source, cli, create_org, pct, receiver, Arrivals, Target, Vigie};
+
+/// Alert latency against a real `vigie run`: mention posted → webhook and SSE event.
+#[derive(Debug, Parser)]
+#[command(name = "alert_latency")]
+struct Opts {
+    #[command(flatten)]
+    target: Target,
+    /// Triggering mentions to post, one after the other.
+    #[arg(long, default_value_t = 200)]
+    alerts: usize,
+    /// Background load beside them, in mentions/s (0: none).
+    #[arg(long, value_name = "MENTIONS_PER_SEC", default_value_t = 0)]
+    background: u64,
+}
 
 /// When each SSE event arrived, by the first mention id of its alert.
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
@@ -69,12 +82,12 @@ fn rfc3339(secs: i64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let vigie = vigie_binary();
-    let ch = clickhouse_url();
-    let n: usize = arg("--alerts").and_then(|v| v.parse().ok()).unwrap_or(200);
-    let background: u64 = arg("--background")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let opts = Opts::parse();
+    let Target {
+        vigie,
+        clickhouse: ch,
+    } = opts.target;
+    let (n, background) = (opts.alerts, opts.background);
     let db = format!("vigie_bench_{}", Uuid::new_v4().simple());
     cli(&vigie, &ch, &db, &["migrate"]);
     let (org_id, key) = create_org(&vigie, &ch, &db, "bench");

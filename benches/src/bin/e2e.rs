@@ -45,14 +45,64 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use serde_json::Value;
 use uuid::Uuid;
 use vigie_benches::harness::{
-    add_source, arg, arg_or, cli, clickhouse_pid, clickhouse_url, cpu_seconds, create_org, flag,
-    pct, receiver, rss_bytes, vigie_binary, Arrivals, Vigie,
+    add_source, cli, clickhouse_pid, cpu_seconds, create_org, pct, receiver, rss_bytes, Arrivals,
+    Target, Vigie,
 };
 use vigie_pipeline::gen::{Feed, Generator};
 use vigie_sinks::clickhouse::rows::MentionRow;
+
+/// End-to-end load against a real `vigie run`, beside ClickHouse's insert ceiling and a
+/// Python baseline on the same corpus (benches/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "e2e")]
+struct Opts {
+    #[command(flatten)]
+    target: Target,
+    /// Mentions per phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    mentions: usize,
+    /// Mentions per NDJSON request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Organisations (three sources each).
+    #[arg(long, default_value_t = 20)]
+    orgs: usize,
+    /// `vigie run --workers`.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Post the max phase at this many mentions/s instead of as fast as acknowledged.
+    #[arg(long, value_name = "MENTIONS_PER_SEC")]
+    rate: Option<f64>,
+    /// Python interpreter of the baseline.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// A second phase of the same size at half the max phase's visible rate.
+    #[arg(long)]
+    then_half: bool,
+    /// Seconds to wait after the load before reading the process's memory.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    idle: u64,
+    /// Kill vigie (SIGKILL) and time its recovery on the same data dir.
+    #[arg(long)]
+    recover: bool,
+    /// With --recover: post this many more mentions at the max rate and kill vigie as
+    /// the last is acknowledged.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "recover")]
+    under_load: usize,
+    /// Skip ClickHouse's insert ceiling.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Skip the Python baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
 
 const KEYWORDS: &str = "acme,nimbus,veloce,lumio,kestrel,orbea";
 
@@ -662,15 +712,13 @@ fn fmt_ms(v: &[f64]) -> String {
 
 #[tokio::main]
 async fn main() {
-    let vigie = vigie_binary();
-    let ch = clickhouse_url();
-    let n: usize = arg_or("--mentions", 1_000_000);
-    let batch: usize = arg_or("--batch", 1000);
-    let connections: usize = arg_or("--connections", 8);
-    let orgs: usize = arg_or("--orgs", 20);
-    let workers: String = arg_or("--workers", "1".to_string());
-    let rate: Option<f64> = arg("--rate").and_then(|v| v.parse().ok());
-    let python = arg("--python").unwrap_or_else(|| "python3".into());
+    let opts = Opts::parse();
+    let Target {
+        vigie,
+        clickhouse: ch,
+    } = opts.target.clone();
+    let (n, batch, connections, orgs) = (opts.mentions, opts.batch, opts.connections, opts.orgs);
+    let (workers, rate, python) = (opts.workers.to_string(), opts.rate, opts.python.clone());
     let db = format!("vigie_e2e_{}", Uuid::new_v4().simple());
     let http = reqwest::Client::new();
 
@@ -707,7 +755,7 @@ async fn main() {
     eprintln!("generating {n} mentions");
     let mut gen = Generator::live(7, 30.0);
     let corpus = generate(&mut gen, &feeds, n, batch);
-    let second = flag("--then-half").then(|| generate(&mut gen, &feeds, n, batch));
+    let second = opts.then_half.then(|| generate(&mut gen, &feeds, n, batch));
     let bytes: usize = corpus.batches.iter().map(|b| b.body.len()).sum();
     eprintln!(
         "{} batches, {:.0} bytes per mention on the wire",
@@ -759,7 +807,7 @@ async fn main() {
         )
     };
     // With `--idle SECS`: what the process holds once the load is over (`memory_view`).
-    let idle_secs: u64 = arg_or("--idle", 0);
+    let idle_secs = opts.idle;
     let idle = if idle_secs > 0 {
         tokio::time::sleep(Duration::from_secs(idle_secs)).await;
         Some(memory_view(&metrics(&http, &vigie_run.base).await))
@@ -768,10 +816,10 @@ async fn main() {
     };
     let mut recovery = None;
     let mut backlog = None;
-    if flag("--recover") {
+    if opts.recover {
         // With `--under-load N`: N more mentions posted at the max rate, and the kill
         // the moment the last is acknowledged, while ClickHouse lags behind.
-        let burst: usize = arg_or("--under-load", 0);
+        let burst = opts.under_load;
         if burst > 0 {
             let b = generate(&mut gen, &feeds, burst, batch);
             let newest = post_all(&http, &vigie_run.base, &keys, b, connections).await;
@@ -825,7 +873,7 @@ async fn main() {
     vigie_run.kill();
     let _ = std::fs::remove_dir_all(&data_dir);
 
-    let ceiling_result = if flag("--no-ceiling") {
+    let ceiling_result = if opts.no_ceiling {
         None
     } else {
         let version = SystemTime::now()
@@ -848,7 +896,7 @@ async fn main() {
         Some(ceiling(&ch, &db, rows).await)
     };
 
-    let baseline = if flag("--no-baseline") {
+    let baseline = if opts.no_baseline {
         None
     } else {
         let path = std::env::temp_dir().join(format!(

@@ -15,7 +15,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use vigie_benches::harness::{arg_or, cpu_seconds, flag, rss_bytes};
+use clap::Parser;
+use vigie_benches::harness::{cpu_seconds, rss_bytes};
 use vigie_pipeline::graph::upsert::{MentionStore, Write};
 
 #[global_allocator]
@@ -23,11 +24,32 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 5_000;
 
+/// The mention store alone at scale (benches/README.md, "The mention store at scale").
+#[derive(Debug, Parser)]
+#[command(name = "store")]
+struct Opts {
+    /// Live mentions to upsert.
+    #[arg(long, default_value_t = 3_000_000)]
+    mentions: usize,
+    /// The in-memory store instead of the one on disk.
+    #[arg(long)]
+    memory: bool,
+    /// No undo log (no checkpoint boundaries).
+    #[arg(long)]
+    no_undo: bool,
+    /// Sequential ids instead of random ones.
+    #[arg(long)]
+    sequential_ids: bool,
+}
+
 fn main() {
-    let n: usize = arg_or("--mentions", 3_000_000);
-    let memory = flag("--memory");
-    let undo = !flag("--no-undo");
-    let sequential = flag("--sequential-ids");
+    let opts = Opts::parse();
+    let (n, memory, undo, sequential) = (
+        opts.mentions,
+        opts.memory,
+        !opts.no_undo,
+        opts.sequential_ids,
+    );
     eprintln!("generating {n} mentions");
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut random = move || {

@@ -58,13 +58,31 @@ fn walk(dir: &std::path::Path) -> u64 {
     })
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Memory of the event-time stages (or, with `--graph 1`, the whole graph) over a long
+/// simulated run.
+#[derive(Debug, clap::Parser)]
+#[command(name = "windows_rss")]
+struct Opts {
+    /// Simulated days of event time.
+    #[arg(long, default_value_t = 35)]
+    days: u64,
+    /// Mentions per simulated day.
+    #[arg(long, default_value_t = 200_000)]
+    per_day: u64,
+    /// Organisations.
+    #[arg(long, default_value_t = 20)]
+    orgs: u64,
+    /// Mentions per dataflow epoch.
+    #[arg(long, default_value_t = 2_000)]
+    epoch: u64,
+    /// 1: final velocities spilled to a temporary directory, as `vigie run` does under its
+    /// data dir; 0: kept in memory.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    spill: u8,
+    /// 1: the whole graph (upsert stage with its store on disk, scoring, trends); 0: the
+    /// event-time stages alone.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    graph: u8,
 }
 
 /// xorshift64*: reproducible without a dependency.
@@ -93,10 +111,8 @@ const TEXTS: [&str; 8] = [
 ];
 
 fn main() {
-    let days = arg("--days", 35);
-    let per_day = arg("--per-day", 200_000);
-    let orgs = arg("--orgs", 20);
-    let epoch_size = arg("--epoch", 2_000);
+    let opts = <Opts as clap::Parser>::parse();
+    let (days, per_day, orgs, epoch_size) = (opts.days, opts.per_day, opts.orgs, opts.epoch);
     let lateness_us = 300_000_000i64;
     let cfg = ScoreConfig::default();
     timely::execute_directly(move |worker| {
@@ -106,11 +122,11 @@ fn main() {
         let late = Arc::new(AtomicU64::new(0));
         // `--spill 1`: final velocities spilled to a temporary directory, as `vigie run`
         // does under its data dir; `--spill 0`: kept in memory.
-        let spill = (arg("--spill", 1) == 1)
+        let spill = (opts.spill == 1)
             .then(|| std::env::temp_dir().join(format!("vigie-rss-{}", std::process::id())));
         let gauges = Arc::new(StateGauges::default());
         let g = gauges.clone();
-        let whole = arg("--graph", 0) == 1;
+        let whole = opts.graph == 1;
         let mentions_dir = (whole && spill.is_some())
             .then(|| std::env::temp_dir().join(format!("vigie-rss-m-{}", std::process::id())));
         let trend_dir = (whole && spill.is_some())
