@@ -44,6 +44,10 @@ struct Opts {
 
 fn main() {
     let opts = Opts::parse();
+    // As `vigie run` starts (`memory.rs`): without it mimalloc backs its arenas with
+    // transparent huge pages (`madvise`), and RSS counts whole 2 MiB pages.
+    let thp_off = vigie_pipeline::memory::no_transparent_huge_pages();
+    eprintln!("transparent huge pages off for this process: {thp_off}");
     let (n, memory, undo, sequential) = (
         opts.mentions,
         opts.memory,

@@ -181,6 +181,10 @@ impl<K: Serialize + DeserializeOwned + Ord + Clone + Bucketed> Checkpointed for 
             cold.restore(index);
         }
     }
+
+    fn forget_changes(&mut self) {
+        self.touched.clear();
+    }
 }
 
 /// Where a trends stage keeps its totals and reports their size.

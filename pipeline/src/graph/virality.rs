@@ -465,6 +465,10 @@ impl Checkpointed for State {
             None,
             Some((chain::merge::<Link>, live)),
         );
+        self.forget_changes();
+    }
+
+    fn forget_changes(&mut self) {
         for o in self.orgs.values_mut() {
             o.touched.clear();
             o.touched_stories.clear();

@@ -510,6 +510,10 @@ impl Checkpointed for State {
             None,
             Some((chain::merge::<CountedLink>, live)),
         );
+        self.forget_changes();
+    }
+
+    fn forget_changes(&mut self) {
         for o in self.orgs.values_mut() {
             o.touched.clear();
         }
