@@ -29,6 +29,11 @@ pub struct Target {
     pub clickhouse: String,
 }
 
+/// Parser of a count option that must be at least 1.
+pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
 /// Runs a `vigie` admin command against `url`/`db` and returns its stdout (panics on failure).
 pub fn cli(vigie: &str, url: &str, db: &str, args: &[&str]) -> String {
     let out = Command::new(vigie)

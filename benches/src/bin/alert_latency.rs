@@ -21,7 +21,9 @@ use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use vigie_benches::harness::{add_source, cli, create_org, pct, receiver, Arrivals, Target, Vigie};
+use vigie_benches::harness::{
+    add_source, at_least_one, cli, create_org, pct, receiver, Arrivals, Target, Vigie,
+};
 
 /// Alert latency against a real `vigie run`: mention posted → webhook and SSE event.
 #[derive(Debug, Parser)]
@@ -30,7 +32,7 @@ struct Opts {
     #[command(flatten)]
     target: Target,
     /// Triggering mentions to post, one after the other.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one())]
     alerts: usize,
     /// Background load beside them, in mentions/s (0: none).
     #[arg(long, value_name = "MENTIONS_PER_SEC", default_value_t = 0)]

@@ -49,8 +49,8 @@ use clap::Parser;
 use serde_json::Value;
 use uuid::Uuid;
 use vigie_benches::harness::{
-    add_source, cli, clickhouse_pid, cpu_seconds, create_org, pct, receiver, rss_bytes, Arrivals,
-    Target, Vigie,
+    add_source, at_least_one, cli, clickhouse_pid, cpu_seconds, create_org, pct, receiver,
+    rss_bytes, Arrivals, Target, Vigie,
 };
 use vigie_pipeline::gen::{Feed, Generator};
 use vigie_sinks::clickhouse::rows::MentionRow;
@@ -63,19 +63,19 @@ struct Opts {
     #[command(flatten)]
     target: Target,
     /// Mentions per phase.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one())]
     mentions: usize,
     /// Mentions per NDJSON request.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one())]
     batch: usize,
     /// Concurrent HTTP clients.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one())]
     connections: usize,
     /// Organisations (three sources each).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one())]
     orgs: usize,
     /// `vigie run --workers`.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     workers: usize,
     /// Post the max phase at this many mentions/s instead of as fast as acknowledged.
     #[arg(long, value_name = "MENTIONS_PER_SEC")]

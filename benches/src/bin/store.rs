@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use vigie_benches::harness::{cpu_seconds, rss_bytes};
+use vigie_benches::harness::{at_least_one, cpu_seconds, rss_bytes};
 use vigie_pipeline::graph::upsert::{MentionStore, Write};
 
 #[global_allocator]
@@ -29,7 +29,7 @@ const BATCH: usize = 5_000;
 #[command(name = "store")]
 struct Opts {
     /// Live mentions to upsert.
-    #[arg(long, default_value_t = 3_000_000)]
+    #[arg(long, default_value_t = 3_000_000, value_parser = at_least_one())]
     mentions: usize,
     /// The in-memory store instead of the one on disk.
     #[arg(long)]

@@ -67,13 +67,13 @@ struct Opts {
     #[arg(long, default_value_t = 35)]
     days: u64,
     /// Mentions per simulated day.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
     per_day: u64,
     /// Organisations.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     orgs: u64,
     /// Mentions per dataflow epoch.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     epoch: u64,
     /// 1: final velocities spilled to a temporary directory, as `vigie run` does under its
     /// data dir; 0: kept in memory.
