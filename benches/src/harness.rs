@@ -29,6 +29,14 @@ pub struct Target {
     pub clickhouse: String,
 }
 
+/// Sets this process's memory up as `vigie run` starts (`vigie_pipeline::memory`), for the
+/// benchmarks that measure RSS in-process: without it mimalloc backs its arenas with
+/// transparent huge pages (`madvise`), and RSS counts whole 2 MiB pages.
+pub fn memory_as_in_vigie_run() {
+    let thp_off = vigie_pipeline::memory::no_transparent_huge_pages();
+    eprintln!("transparent huge pages off for this process: {thp_off}");
+}
+
 /// Parser of a count option that must be at least 1.
 pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..)

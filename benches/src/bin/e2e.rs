@@ -716,9 +716,9 @@ async fn main() {
     let Target {
         vigie,
         clickhouse: ch,
-    } = opts.target.clone();
+    } = opts.target;
     let (n, batch, connections, orgs) = (opts.mentions, opts.batch, opts.connections, opts.orgs);
-    let (workers, rate, python) = (opts.workers.to_string(), opts.rate, opts.python.clone());
+    let (workers, rate, python) = (opts.workers.to_string(), opts.rate, opts.python);
     let db = format!("vigie_e2e_{}", Uuid::new_v4().simple());
     let http = reqwest::Client::new();
 

@@ -44,10 +44,7 @@ struct Opts {
 
 fn main() {
     let opts = Opts::parse();
-    // As `vigie run` starts (`memory.rs`): without it mimalloc backs its arenas with
-    // transparent huge pages (`madvise`), and RSS counts whole 2 MiB pages.
-    let thp_off = vigie_pipeline::memory::no_transparent_huge_pages();
-    eprintln!("transparent huge pages off for this process: {thp_off}");
+    vigie_benches::harness::memory_as_in_vigie_run();
     let (n, memory, undo, sequential) = (
         opts.mentions,
         opts.memory,

@@ -112,10 +112,7 @@ const TEXTS: [&str; 8] = [
 
 fn main() {
     let opts = <Opts as clap::Parser>::parse();
-    // As `vigie run` starts (`memory.rs`): without it mimalloc backs its arenas with
-    // transparent huge pages (`madvise`), and RSS counts whole 2 MiB pages.
-    let thp_off = vigie_pipeline::memory::no_transparent_huge_pages();
-    eprintln!("transparent huge pages off for this process: {thp_off}");
+    vigie_benches::harness::memory_as_in_vigie_run();
     let (days, per_day, orgs, epoch_size) = (opts.days, opts.per_day, opts.orgs, opts.epoch);
     let lateness_us = 300_000_000i64;
     let cfg = ScoreConfig::default();
